@@ -1,0 +1,1 @@
+//! Reader for the released `.pt` checkpoints (placeholder, being written).
