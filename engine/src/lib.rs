@@ -5,4 +5,5 @@
 //! [`supernet`] knows the search spaces and validates subnets.
 
 pub mod checkpoint;
+pub mod gpu;
 pub mod supernet;

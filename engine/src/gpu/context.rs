@@ -1,0 +1,247 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use wgpu::util::DeviceExt;
+
+use super::pipelines::PipelineCache;
+use super::GpuError;
+
+/// Which adapter to open. `backends` defaults to what `WGPU_BACKEND` says (all if unset);
+/// `name_filter` is a case-insensitive substring of the adapter name, from
+/// `LIGHTHUBERT_ADAPTER` by default.
+#[derive(Debug, Clone)]
+pub struct AdapterChoice {
+    pub backends: wgpu::Backends,
+    pub name_filter: Option<String>,
+}
+
+impl AdapterChoice {
+    pub fn from_env() -> Self {
+        AdapterChoice {
+            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+            name_filter: std::env::var("LIGHTHUBERT_ADAPTER").ok().filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+impl Default for AdapterChoice {
+    fn default() -> Self {
+        Self::from_env()
+    }
+}
+
+/// What went up to the GPU. Switching subnets must leave the weight counters untouched.
+#[derive(Debug, Default)]
+pub struct Counters {
+    weight_bytes_uploaded: AtomicU64,
+    weight_buffers_created: AtomicU64,
+    activation_buffers_created: AtomicU64,
+}
+
+impl Counters {
+    pub fn weight_bytes_uploaded(&self) -> u64 {
+        self.weight_bytes_uploaded.load(Ordering::Relaxed)
+    }
+    pub fn weight_buffers_created(&self) -> u64 {
+        self.weight_buffers_created.load(Ordering::Relaxed)
+    }
+    pub fn activation_buffers_created(&self) -> u64 {
+        self.activation_buffers_created.load(Ordering::Relaxed)
+    }
+}
+
+/// One wgpu device and queue, with everything that should exist once per device.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter_info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub(crate) pipelines: PipelineCache,
+    counters: Counters,
+    /// Bound where a kernel's optional input (a bias, a residual) is absent.
+    pub(crate) empty: wgpu::Buffer,
+}
+
+fn device_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+impl GpuContext {
+    pub fn new(choice: &AdapterChoice) -> Result<Self, GpuError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = choice.backends;
+        let instance = wgpu::Instance::new(desc);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(choice.backends));
+        if adapters.is_empty() {
+            return Err(GpuError::NoAdapter { backends: format!("{:?}", choice.backends) });
+        }
+        if let Some(filter) = &choice.name_filter {
+            let needle = filter.to_lowercase();
+            let available = adapters
+                .iter()
+                .map(|a| {
+                    let i = a.get_info();
+                    format!("{} ({:?})", i.name, i.backend)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+            if adapters.is_empty() {
+                return Err(GpuError::NoMatchingAdapter { filter: filter.clone(), available });
+            }
+        }
+        // Prefer real GPUs over software rasterisers, then Vulkan/Metal/DX12 over GL.
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            (device_rank(i.device_type), i.backend == wgpu::Backend::Gl)
+        });
+        let adapter = adapters.swap_remove(0);
+        Self::from_adapter(adapter)
+    }
+
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, GpuError> {
+        let adapter_info = adapter.get_info();
+        // Ask for everything the adapter can do: large storage bindings matter for long audio.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("lighthubert"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| GpuError::RequestDevice {
+            adapter: adapter_info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let empty = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("empty"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuContext {
+            device,
+            queue,
+            adapter_info,
+            limits,
+            pipelines: PipelineCache::default(),
+            counters: Counters::default(),
+            empty,
+        })
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// A one-line description of the adapter, for logs and benchmark records.
+    pub fn describe(&self) -> String {
+        let i = &self.adapter_info;
+        format!("{} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
+    }
+
+    /// Uploads one full supernet tensor. This is the only path weights take to the GPU.
+    pub fn upload_weight(&self, label: &str, values: &[f32]) -> Result<wgpu::Buffer, GpuError> {
+        let bytes: &[u8] = bytemuck::cast_slice(values);
+        self.check_size(label, bytes.len() as u64)?;
+        // An empty tensor still needs a valid binding.
+        let contents: &[u8] = if bytes.is_empty() { &[0u8; 4] } else { bytes };
+        let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        self.counters.weight_bytes_uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.counters.weight_buffers_created.fetch_add(1, Ordering::Relaxed);
+        Ok(buffer)
+    }
+
+    /// A storage buffer for activations of `len` f32 values.
+    pub fn activation(&self, label: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
+        let bytes = (len.max(4) * 4) as u64;
+        self.check_size(label, bytes)?;
+        self.counters.activation_buffers_created.fetch_add(1, Ordering::Relaxed);
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// An activation buffer filled with `values` (inputs such as the waveform).
+    pub fn activation_from(&self, label: &str, values: &[f32]) -> Result<wgpu::Buffer, GpuError> {
+        let buffer = self.activation(label, values.len())?;
+        if !values.is_empty() {
+            self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(values));
+        }
+        Ok(buffer)
+    }
+
+    /// A storage buffer of u32 values (lengths, indices).
+    pub fn u32_buffer(&self, label: &str, values: &[u32]) -> Result<wgpu::Buffer, GpuError> {
+        let buffer = self.activation(label, values.len())?;
+        if !values.is_empty() {
+            self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(values));
+        }
+        Ok(buffer)
+    }
+
+    fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        if bytes > limit {
+            return Err(GpuError::BufferTooLarge { what: what.to_string(), bytes, limit });
+        }
+        Ok(())
+    }
+
+    /// Copies `len` f32 values from the start of each buffer back to the CPU, in one submit.
+    pub fn read_back(&self, buffers: &[(&wgpu::Buffer, usize)]) -> Result<Vec<Vec<f32>>, GpuError> {
+        let total: u64 = buffers.iter().map(|(_, n)| (*n as u64) * 4).sum();
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: total.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        let mut offset = 0u64;
+        for (buffer, len) in buffers {
+            let bytes = (*len as u64) * 4;
+            if bytes > 0 {
+                encoder.copy_buffer_to_buffer(buffer, 0, &staging, offset, bytes);
+            }
+            offset += bytes;
+        }
+        self.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| GpuError::Readback(e.to_string()))?
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let data = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
+        let all: &[f32] = bytemuck::cast_slice(&data);
+        let mut out = Vec::with_capacity(buffers.len());
+        let mut start = 0usize;
+        for (_, len) in buffers {
+            out.push(all[start..start + len].to_vec());
+            start += len;
+        }
+        drop(data);
+        staging.unmap();
+        Ok(out)
+    }
+}

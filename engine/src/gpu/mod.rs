@@ -1,0 +1,28 @@
+//! The GPU runtime: one device, a cache of compute pipelines, weight buffers that are
+//! uploaded once, and command streams that record a whole forward pass before submitting.
+
+mod context;
+mod pipelines;
+mod stream;
+
+pub use context::{AdapterChoice, Counters, GpuContext};
+pub use pipelines::Kernel;
+pub use stream::CommandStream;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum GpuError {
+    #[error("no GPU adapter found for backends {backends} (set WGPU_BACKEND, e.g. vulkan, metal, dx12, gl)")]
+    NoAdapter { backends: String },
+    #[error("no GPU adapter matches `{filter}`; available: {available}")]
+    NoMatchingAdapter { filter: String, available: String },
+    #[error("could not open the GPU device on {adapter}: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+    #[error("reading results back from the GPU failed: {0}")]
+    Readback(String),
+    #[error("the GPU reported an error: {0}")]
+    Device(String),
+    #[error("{what} needs a {bytes}-byte buffer, over this adapter's limit of {limit} bytes")]
+    BufferTooLarge { what: String, bytes: u64, limit: u64 },
+}

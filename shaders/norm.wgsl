@@ -1,0 +1,109 @@
+// Normalisations: LayerNorm over a frame's channels (optionally after a residual add and
+// before a GELU), and GroupNorm with one group per channel, over time, then GELU.
+// Both take statistics in two passes (mean, then squared deviations) to match the
+// reference's accuracy. Needs the gelu.wgsl prelude.
+
+struct NormParams {
+    rows: u32,
+    width: u32,
+    // bit 0: add residual before normalising, bit 1: GELU after the affine
+    flags: u32,
+    eps: f32,
+}
+
+const FLAG_RESIDUAL: u32 = 1u;
+const FLAG_GELU: u32 = 2u;
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: NormParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> residual: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> beta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+var<workgroup> partial: array<f32, WG>;
+
+fn workgroup_sum(v: f32, lid: u32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            partial[lid] += partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn input_at(i: u32) -> f32 {
+    if ((p.flags & FLAG_RESIDUAL) != 0u) {
+        return x[i] + residual[i];
+    }
+    return x[i];
+}
+
+// One workgroup per row; gamma and beta are the first `width` entries of the full tensors.
+@compute @workgroup_size(256)
+fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let row = wid.y * groups.x + wid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let lid = lid3.x;
+    let base = row * p.width;
+    let n = f32(p.width);
+    var s = 0.0;
+    for (var c = lid; c < p.width; c += WG) {
+        s += input_at(base + c);
+    }
+    let mean = workgroup_sum(s, lid) / n;
+    var q = 0.0;
+    for (var c = lid; c < p.width; c += WG) {
+        let d = input_at(base + c) - mean;
+        q += d * d;
+    }
+    let inv_std = inverseSqrt(workgroup_sum(q, lid) / n + p.eps);
+    for (var c = lid; c < p.width; c += WG) {
+        var v = (input_at(base + c) - mean) * inv_std * gamma[c] + beta[c];
+        if ((p.flags & FLAG_GELU) != 0u) {
+            v = gelu(v);
+        }
+        y[base + c] = v;
+    }
+}
+
+// One workgroup per channel: x and y are [rows = frames, width = channels].
+@compute @workgroup_size(256)
+fn group_norm_time(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let ch = wid.x;
+    if (ch >= p.width) {
+        return;
+    }
+    let lid = lid3.x;
+    let n = f32(p.rows);
+    var s = 0.0;
+    for (var t = lid; t < p.rows; t += WG) {
+        s += x[t * p.width + ch];
+    }
+    let mean = workgroup_sum(s, lid) / n;
+    var q = 0.0;
+    for (var t = lid; t < p.rows; t += WG) {
+        let d = x[t * p.width + ch] - mean;
+        q += d * d;
+    }
+    let inv_std = inverseSqrt(workgroup_sum(q, lid) / n + p.eps);
+    for (var t = lid; t < p.rows; t += WG) {
+        let i = t * p.width + ch;
+        var v = (x[i] - mean) * inv_std * gamma[ch] + beta[ch];
+        if ((p.flags & FLAG_GELU) != 0u) {
+            v = gelu(v);
+        }
+        y[i] = v;
+    }
+}

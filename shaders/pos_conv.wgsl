@@ -1,0 +1,63 @@
+// Convolutional positional embedding with its residual: y = x + GELU(conv(x) + b).
+//
+// The weight is the full supernet tensor [E_full, E_full / groups, K], already weight-normed.
+// A subnet of width E keeps the same number of groups, so its group size E / groups differs
+// from the supernet's: output channel o of group g reads input channels g*gs .. g*gs + gs
+// through weight[o, 0..gs, k]. Padding K/2 on both sides and dropping the last output frame
+// (K is even) means output frame t sees input frames t - K/2 .. t + K/2 - 1.
+// Needs the gelu.wgsl prelude.
+
+struct PosConvParams {
+    frames: u32,
+    channels: u32,
+    group_size: u32,
+    kernel: u32,
+    // Stride between output channels of the full weight: (E_full / groups) * K.
+    w_out_stride: u32,
+    pad: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const TILE_T: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> p: PosConvParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+// Invocation (o, tb) computes channel o for frames 4tb .. 4tb + 3.
+@compute @workgroup_size(64, 1)
+fn pos_conv_residual(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let o = gid.x;
+    let t0 = gid.y * TILE_T;
+    if (o >= p.channels || t0 >= p.frames) {
+        return;
+    }
+    let in_base = (o / p.group_size) * p.group_size;
+    let w_base = o * p.w_out_stride;
+    var acc = vec4<f32>(bias[o]);
+    for (var k = 0u; k < p.kernel; k++) {
+        // Input frame of output t0 + j is t0 + j + k - pad; skip taps that fall in the padding.
+        for (var j = 0u; j < TILE_T; j++) {
+            let src = i32(t0 + j + k) - i32(p.pad);
+            if (src < 0 || src >= i32(p.frames)) {
+                continue;
+            }
+            let x_row = u32(src) * p.channels + in_base;
+            var s = 0.0;
+            for (var i = 0u; i < p.group_size; i++) {
+                s = fma(w[w_base + i * p.kernel + k], x[x_row + i], s);
+            }
+            acc[j] += s;
+        }
+    }
+    for (var j = 0u; j < TILE_T; j++) {
+        let t = t0 + j;
+        if (t < p.frames) {
+            let idx = t * p.channels + o;
+            y[idx] = x[idx] + gelu(acc[j]);
+        }
+    }
+}
