@@ -2,8 +2,17 @@
 //! full supernet weight buffers, with hand-written WGSL kernels.
 //!
 //! The folders follow the data: [`checkpoint`] reads the released `.pt` files,
-//! [`supernet`] knows the search spaces and validates subnets.
+//! [`supernet`] knows the search spaces and validates subnets, [`gpu`] owns the device,
+//! pipelines and command streams, [`kernels`] wraps each WGSL kernel, and [`model`] is the
+//! forward pass.
 
 pub mod checkpoint;
+pub mod error;
 pub mod gpu;
+pub mod kernels;
+pub mod model;
 pub mod supernet;
+
+pub use error::{Error, Result};
+pub use model::{HiddenStates, LightHubert};
+pub use supernet::{Preset, SearchSpace, Subnet, Supernet};

@@ -139,6 +139,11 @@ impl GpuContext {
         &self.counters
     }
 
+    /// How many compute pipelines have been compiled so far.
+    pub fn pipelines_built(&self) -> usize {
+        self.pipelines.len()
+    }
+
     /// A one-line description of the adapter, for logs and benchmark records.
     pub fn describe(&self) -> String {
         let i = &self.adapter_info;

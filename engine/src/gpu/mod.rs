@@ -6,7 +6,7 @@ mod pipelines;
 mod stream;
 
 pub use context::{AdapterChoice, Counters, GpuContext};
-pub use pipelines::Kernel;
+pub use pipelines::{Kernel, ShaderFile, SHADER_FILES};
 pub use stream::CommandStream;
 
 use thiserror::Error;

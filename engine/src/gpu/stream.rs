@@ -7,7 +7,7 @@ struct Dispatch {
     kernel: Kernel,
     params_offset: u64,
     params_size: u64,
-    buffers: Vec<wgpu::Buffer>,
+    buffers: Vec<(u32, wgpu::Buffer)>,
     workgroups: [u32; 3],
 }
 
@@ -33,6 +33,20 @@ impl<'a> CommandStream<'a> {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) {
+        let numbered: Vec<(u32, &wgpu::Buffer)> =
+            buffers.iter().enumerate().map(|(i, b)| (i as u32 + 1, *b)).collect();
+        self.dispatch_bound(kernel, params, &numbered, workgroups);
+    }
+
+    /// Like [`dispatch`](Self::dispatch) with explicit binding numbers, for entry points that
+    /// use only some of their module's bindings (pipeline layouts are derived per entry point).
+    pub fn dispatch_bound<P: bytemuck::Pod>(
+        &mut self,
+        kernel: Kernel,
+        params: &P,
+        buffers: &[(u32, &wgpu::Buffer)],
+        workgroups: [u32; 3],
+    ) {
         let align = self.ctx.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
         let offset = self.params.len().div_ceil(align) * align;
         self.params.resize(offset, 0);
@@ -41,9 +55,17 @@ impl<'a> CommandStream<'a> {
             kernel,
             params_offset: offset as u64,
             params_size: std::mem::size_of::<P>() as u64,
-            buffers: buffers.iter().map(|b| (*b).clone()).collect(),
+            buffers: buffers.iter().map(|(i, b)| (*i, (*b).clone())).collect(),
             workgroups,
         });
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.ctx.limits
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        self.ctx
     }
 
     pub fn len(&self) -> usize {
@@ -78,11 +100,8 @@ impl<'a> CommandStream<'a> {
                     size: std::num::NonZeroU64::new(d.params_size),
                 }),
             }];
-            for (i, b) in d.buffers.iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: b.as_entire_binding(),
-                });
+            for (binding, b) in &d.buffers {
+                entries.push(wgpu::BindGroupEntry { binding: *binding, resource: b.as_entire_binding() });
             }
             bind_groups.push(device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(d.kernel.entry_point()),
@@ -110,12 +129,3 @@ impl<'a> CommandStream<'a> {
     }
 }
 
-/// Splits `groups` workgroups over x and y so neither exceeds the per-dimension limit.
-pub fn split_groups(groups: u32, max_per_dim: u32) -> [u32; 2] {
-    if groups <= max_per_dim {
-        [groups.max(1), 1]
-    } else {
-        let y = groups.div_ceil(max_per_dim);
-        [groups.div_ceil(y), y]
-    }
-}

@@ -1,0 +1,23 @@
+//! The engine's error type: every failure a caller can meet, by kind.
+
+use thiserror::Error;
+
+use crate::checkpoint::CheckpointError;
+use crate::gpu::GpuError;
+use crate::supernet::SubnetError;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Subnet(#[from] SubnetError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("audio has {samples} samples; at least {min} (one frame) are needed")]
+    AudioTooShort { samples: usize, min: usize },
+    #[error("audio sample {index} is not a finite number")]
+    NonFiniteAudio { index: usize },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

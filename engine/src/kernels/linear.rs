@@ -1,0 +1,171 @@
+//! Linear layers that read a subnet's rows and columns straight out of a full supernet
+//! weight (`shaders/linear.wgsl`), also used as the conv feature extractor's implicit GEMM.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{gelu_f64, CommandStream};
+use crate::gpu::Kernel;
+
+/// Maps a subnet index onto a supernet index: `(i / chunk) * chunk_stride + i % chunk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexMap {
+    pub chunk: u32,
+    pub chunk_stride: u32,
+}
+
+impl IndexMap {
+    /// The first entries, in order.
+    pub const PREFIX: IndexMap = IndexMap { chunk: u32::MAX, chunk_stride: 0 };
+
+    /// The first `take` of each `chunk_stride`-wide chunk (LightHuBERT's FFN slicing).
+    pub fn chunked(take: u32, chunk_stride: u32) -> IndexMap {
+        IndexMap { chunk: take, chunk_stride }
+    }
+
+    pub fn apply(self, i: u32) -> u32 {
+        (i / self.chunk) * self.chunk_stride + i % self.chunk
+    }
+}
+
+/// A sliced view of a full `[out_full, in_full]` weight and its bias, as the kernel reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct WeightSlice<'a> {
+    pub weight: &'a wgpu::Buffer,
+    pub bias: Option<&'a wgpu::Buffer>,
+    /// Row length of the full weight (`in_full`).
+    pub row_stride: u32,
+    pub rows: IndexMap,
+    pub cols: IndexMap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    Gelu,
+}
+
+/// The input side of a linear layer: `rows` rows of `depth` features, row i starting at
+/// `i * row_stride` (a stride below `depth` makes overlapping conv windows).
+#[derive(Debug, Clone, Copy)]
+pub struct LinearInput<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub rows: u32,
+    pub depth: u32,
+    pub row_stride: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LinearParams {
+    rows: u32,
+    cols: u32,
+    depth: u32,
+    x_row_stride: u32,
+    w_row_stride: u32,
+    row_chunk: u32,
+    row_chunk_stride: u32,
+    col_chunk: u32,
+    col_chunk_stride: u32,
+    flags: u32,
+    _pad: [u32; 2],
+}
+
+const TILE: u32 = 4;
+const WORKGROUP: u32 = 8;
+
+/// y[rows, cols] = act(x W_s^T + b_s).
+pub fn linear(
+    stream: &mut CommandStream,
+    input: LinearInput,
+    w: WeightSlice,
+    cols: u32,
+    act: Activation,
+    y: &wgpu::Buffer,
+) {
+    let params = LinearParams {
+        rows: input.rows,
+        cols,
+        depth: input.depth,
+        x_row_stride: input.row_stride,
+        w_row_stride: w.row_stride,
+        row_chunk: w.rows.chunk,
+        row_chunk_stride: w.rows.chunk_stride,
+        col_chunk: w.cols.chunk,
+        col_chunk_stride: w.cols.chunk_stride,
+        flags: u32::from(w.bias.is_some()) | if act == Activation::Gelu { 2 } else { 0 },
+        _pad: [0; 2],
+    };
+    let empty = stream.context().empty.clone();
+    let bias = w.bias.unwrap_or(&empty);
+    let per_group = TILE * WORKGROUP;
+    stream.dispatch(
+        Kernel::Linear,
+        &params,
+        &[input.x, w.weight, bias, y],
+        [cols.div_ceil(per_group), input.rows.div_ceil(per_group), 1],
+    );
+}
+
+/// Lays a conv weight [out, in, kernel] out as [out, kernel, in]. With frame-major input
+/// [frames, in], the receptive field of output frame t is then one contiguous run starting at
+/// t * stride * in, so a strided conv is a [`linear`] whose input rows overlap.
+pub fn conv_weight_frame_major(w: &[f32], out: usize, inp: usize, kernel: usize) -> Vec<f32> {
+    let mut r = vec![0f32; w.len()];
+    for o in 0..out {
+        for i in 0..inp {
+            for k in 0..kernel {
+                r[(o * kernel + k) * inp + i] = w[(o * inp + i) * kernel + k];
+            }
+        }
+    }
+    r
+}
+
+/// CPU reference of [`linear`], accumulating in f64.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_cpu(
+    x: &[f32],
+    rows: usize,
+    depth: usize,
+    x_row_stride: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    w_row_stride: usize,
+    row_map: IndexMap,
+    col_map: IndexMap,
+    cols: usize,
+    act: Activation,
+) -> Vec<f32> {
+    let mut y = vec![0f32; rows * cols];
+    for t in 0..rows {
+        for n in 0..cols {
+            let r = row_map.apply(n as u32) as usize;
+            let mut acc = bias.map_or(0.0, |b| b[r] as f64);
+            for k in 0..depth {
+                let c = col_map.apply(k as u32) as usize;
+                acc += x[t * x_row_stride + k] as f64 * weight[r * w_row_stride + c] as f64;
+            }
+            y[t * cols + n] = match act {
+                Activation::None => acc,
+                Activation::Gelu => gelu_f64(acc),
+            } as f32;
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IndexMap;
+
+    #[test]
+    fn ffn_chunk_map_matches_the_reference_layout() {
+        // E = 96 of a supernet with four 128-wide chunks: unit 100 is the 5th unit of chunk 1.
+        let m = IndexMap::chunked(96, 128);
+        assert_eq!(m.apply(0), 0);
+        assert_eq!(m.apply(95), 95);
+        assert_eq!(m.apply(96), 128);
+        assert_eq!(m.apply(100), 132);
+        assert_eq!(IndexMap::PREFIX.apply(1234), 1234);
+    }
+}

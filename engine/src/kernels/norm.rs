@@ -1,0 +1,121 @@
+//! LayerNorm over channels (with optional residual add and GELU) and GroupNorm over time
+//! (`shaders/norm.wgsl`). Affine parameters are prefixes of the full supernet tensors.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{fold_groups, gelu_f64, CommandStream};
+use crate::gpu::Kernel;
+
+/// The eps of every norm in the reference.
+pub const EPS: f32 = 1e-5;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormParams {
+    rows: u32,
+    width: u32,
+    flags: u32,
+    eps: f32,
+}
+
+const FLAG_RESIDUAL: u32 = 1;
+const FLAG_GELU: u32 = 2;
+
+/// The affine parameters of a norm: full supernet vectors, of which the first `width` are used.
+#[derive(Debug, Clone, Copy)]
+pub struct Affine<'a> {
+    pub gamma: &'a wgpu::Buffer,
+    pub beta: &'a wgpu::Buffer,
+}
+
+/// y[r] = LN(x[r] (+ residual[r])) * gamma + beta, then GELU if asked, for `rows` rows of `width`.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm(
+    stream: &mut CommandStream,
+    x: &wgpu::Buffer,
+    residual: Option<&wgpu::Buffer>,
+    affine: Affine,
+    rows: u32,
+    width: u32,
+    gelu: bool,
+    y: &wgpu::Buffer,
+) {
+    let flags = if residual.is_some() { FLAG_RESIDUAL } else { 0 } | if gelu { FLAG_GELU } else { 0 };
+    let empty = stream.context().empty.clone();
+    let max = stream.limits().max_compute_workgroups_per_dimension;
+    let [gx, gy] = fold_groups(rows, max);
+    stream.dispatch(
+        Kernel::LayerNorm,
+        &NormParams { rows, width, flags, eps: EPS },
+        &[x, residual.unwrap_or(&empty), affine.gamma, affine.beta, y],
+        [gx, gy, 1],
+    );
+}
+
+/// GroupNorm with one group per channel: each channel of x [frames, channels] normalised over
+/// time, then GELU if asked (the `default` extractor mode's first block).
+pub fn group_norm_time(
+    stream: &mut CommandStream,
+    x: &wgpu::Buffer,
+    affine: Affine,
+    frames: u32,
+    channels: u32,
+    gelu: bool,
+    y: &wgpu::Buffer,
+) {
+    // This entry point never reads the residual (binding 2).
+    stream.dispatch_bound(
+        Kernel::GroupNormTime,
+        &NormParams { rows: frames, width: channels, flags: if gelu { FLAG_GELU } else { 0 }, eps: EPS },
+        &[(1, x), (3, affine.gamma), (4, affine.beta), (5, y)],
+        [channels, 1, 1],
+    );
+}
+
+fn normalise(values: &[f64], gamma: &[f32], beta: &[f32], gelu: bool, stride: usize, out: &mut [f32]) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    let inv = 1.0 / (var + EPS as f64).sqrt();
+    for (i, v) in values.iter().enumerate() {
+        let z = (v - mean) * inv * gamma[i.min(gamma.len() - 1)] as f64 + beta[i.min(beta.len() - 1)] as f64;
+        out[i * stride] = if gelu { gelu_f64(z) } else { z } as f32;
+    }
+}
+
+/// CPU reference of [`layer_norm`].
+pub fn layer_norm_cpu(
+    x: &[f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    rows: usize,
+    width: usize,
+    gelu: bool,
+) -> Vec<f32> {
+    let mut y = vec![0f32; rows * width];
+    for r in 0..rows {
+        let row: Vec<f64> = (0..width)
+            .map(|c| x[r * width + c] as f64 + residual.map_or(0.0, |res| res[r * width + c] as f64))
+            .collect();
+        normalise(&row, &gamma[..width], &beta[..width], gelu, 1, &mut y[r * width..]);
+    }
+    y
+}
+
+/// CPU reference of [`group_norm_time`].
+pub fn group_norm_time_cpu(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    frames: usize,
+    channels: usize,
+    gelu: bool,
+) -> Vec<f32> {
+    let mut y = vec![0f32; frames * channels];
+    for c in 0..channels {
+        let col: Vec<f64> = (0..frames).map(|t| x[t * channels + c] as f64).collect();
+        normalise(&col, &gamma[c..c + 1], &beta[c..c + 1], gelu, channels, &mut y[c..]);
+    }
+    y
+}

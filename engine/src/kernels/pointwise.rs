@@ -1,0 +1,24 @@
+//! Element-wise kernels (`shaders/pointwise.wgsl`).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{fold_groups, gelu_f64, CommandStream};
+use crate::gpu::Kernel;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PointwiseParams {
+    len: u32,
+    _pad: [u32; 3],
+}
+
+/// data = GELU(data), in place.
+pub fn gelu_inplace(stream: &mut CommandStream, data: &wgpu::Buffer, len: u32) {
+    let max = stream.limits().max_compute_workgroups_per_dimension;
+    let [x, y] = fold_groups(len.div_ceil(256), max);
+    stream.dispatch(Kernel::Gelu, &PointwiseParams { len, _pad: [0; 3] }, &[data], [x, y, 1]);
+}
+
+pub fn gelu_cpu(data: &[f32]) -> Vec<f32> {
+    data.iter().map(|&v| gelu_f64(v as f64) as f32).collect()
+}

@@ -1,0 +1,111 @@
+//! The convolutional positional embedding and its residual (`shaders/pos_conv.wgsl`).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{gelu_f64, CommandStream};
+use crate::gpu::Kernel;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PosConvParams {
+    frames: u32,
+    channels: u32,
+    group_size: u32,
+    kernel: u32,
+    w_out_stride: u32,
+    pad: u32,
+    _pad: [u32; 2],
+}
+
+/// Shape of the full positional conv: weight [embed_full, embed_full / groups, kernel].
+#[derive(Debug, Clone, Copy)]
+pub struct PosConvShape {
+    pub embed_full: u32,
+    pub groups: u32,
+    pub kernel: u32,
+}
+
+impl PosConvShape {
+    fn full_group_size(&self) -> u32 {
+        self.embed_full / self.groups
+    }
+}
+
+/// y = x + GELU(conv(x) + bias) for x [frames, channels], with the full weight-normed weight.
+#[allow(clippy::too_many_arguments)]
+pub fn pos_conv_residual(
+    stream: &mut CommandStream,
+    x: &wgpu::Buffer,
+    weight: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    shape: PosConvShape,
+    frames: u32,
+    channels: u32,
+    y: &wgpu::Buffer,
+) {
+    let params = PosConvParams {
+        frames,
+        channels,
+        group_size: channels / shape.groups,
+        kernel: shape.kernel,
+        w_out_stride: shape.full_group_size() * shape.kernel,
+        pad: shape.kernel / 2,
+        _pad: [0; 2],
+    };
+    stream.dispatch(
+        Kernel::PosConvResidual,
+        &params,
+        &[x, weight, bias, y],
+        [channels.div_ceil(64), frames.div_ceil(4), 1],
+    );
+}
+
+/// The weight-normed weight g * v / ||v||, the norm over all but the kernel axis (dim=2), for
+/// each of the `kernel` taps. Computed once, on the full tensor, in f64.
+pub fn weight_norm_dim2(v: &[f32], g: &[f32], kernel: usize) -> Vec<f32> {
+    let mut norms = vec![0f64; kernel];
+    for (i, &x) in v.iter().enumerate() {
+        norms[i % kernel] += x as f64 * x as f64;
+    }
+    v.iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let k = i % kernel;
+            (g[k] as f64 * x as f64 / norms[k].sqrt()) as f32
+        })
+        .collect()
+}
+
+/// CPU reference of [`pos_conv_residual`].
+pub fn pos_conv_residual_cpu(
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    shape: PosConvShape,
+    frames: usize,
+    channels: usize,
+) -> Vec<f32> {
+    let gs = channels / shape.groups as usize;
+    let k_len = shape.kernel as usize;
+    let w_stride = shape.full_group_size() as usize * k_len;
+    let pad = k_len / 2;
+    let mut y = vec![0f32; frames * channels];
+    for t in 0..frames {
+        for o in 0..channels {
+            let base = (o / gs) * gs;
+            let mut acc = bias[o] as f64;
+            for k in 0..k_len {
+                let src = t as isize + k as isize - pad as isize;
+                if src < 0 || src >= frames as isize {
+                    continue;
+                }
+                for i in 0..gs {
+                    acc += weight[o * w_stride + i * k_len + k] as f64
+                        * x[src as usize * channels + base + i] as f64;
+                }
+            }
+            y[t * channels + o] = (x[t * channels + o] as f64 + gelu_f64(acc)) as f32;
+        }
+    }
+    y
+}

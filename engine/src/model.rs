@@ -1,0 +1,343 @@
+//! The LightHuBERT model: the full supernet's weights on the GPU, and the forward pass of any
+//! subnet, read top to bottom. Weights are uploaded once in `load`; a forward pass only
+//! writes the waveform and a block of dispatch parameters, and reads back the hidden states.
+
+use std::sync::Arc;
+
+use crate::checkpoint::{Checkpoint, ExtractorMode};
+use crate::error::{Error, Result};
+use crate::gpu::{CommandStream, GpuContext};
+use crate::kernels::attention::{attention, HEAD_DIM};
+use crate::kernels::linear::{conv_weight_frame_major, linear, Activation, IndexMap, LinearInput, WeightSlice};
+use crate::kernels::norm::{group_norm_time, layer_norm, Affine};
+use crate::kernels::pos_conv::{pos_conv_residual, weight_norm_dim2, PosConvShape};
+use crate::supernet::{Subnet, Supernet, SupernetDims};
+
+struct Norm {
+    gamma: wgpu::Buffer,
+    beta: wgpu::Buffer,
+}
+
+impl Norm {
+    fn affine(&self) -> Affine<'_> {
+        Affine { gamma: &self.gamma, beta: &self.beta }
+    }
+}
+
+struct Linear {
+    weight: wgpu::Buffer,
+    bias: Option<wgpu::Buffer>,
+    /// Row length of the full weight.
+    in_full: u32,
+}
+
+impl Linear {
+    fn prefix(&self) -> WeightSlice<'_> {
+        self.slice(IndexMap::PREFIX, IndexMap::PREFIX)
+    }
+    fn slice(&self, rows: IndexMap, cols: IndexMap) -> WeightSlice<'_> {
+        WeightSlice { weight: &self.weight, bias: self.bias.as_ref(), row_stride: self.in_full, rows, cols }
+    }
+}
+
+struct ConvBlock {
+    /// The conv weight, laid out [out, kernel, in] so a frame's receptive field is one
+    /// contiguous row of the frame-major input: the conv runs as an implicit GEMM.
+    conv: Linear,
+    norm: Option<Norm>,
+    spec: crate::checkpoint::ConvLayerSpec,
+    in_channels: usize,
+}
+
+struct EncoderLayer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    attn_norm: Norm,
+    fc1: Linear,
+    fc2: Linear,
+    final_norm: Norm,
+}
+
+/// The full supernet on one GPU device.
+pub struct LightHubert {
+    ctx: Arc<GpuContext>,
+    supernet: Supernet,
+    task_normalize: Option<bool>,
+    conv_blocks: Vec<ConvBlock>,
+    feature_norm: Norm,
+    post_extract_proj: Linear,
+    pos_conv_weight: wgpu::Buffer,
+    pos_conv_bias: wgpu::Buffer,
+    encoder_norm: Norm,
+    layers: Vec<EncoderLayer>,
+}
+
+/// Per-layer features of one utterance: `states[i]` is [frames, embed] row-major. Slot 0 is the
+/// post_extract_proj output, then one slot per kept layer, as the reference returns them.
+#[derive(Debug, Clone)]
+pub struct HiddenStates {
+    pub frames: usize,
+    pub embed: usize,
+    pub states: Vec<Vec<f32>>,
+}
+
+/// Frames the conv feature extractor makes from `samples` samples (0 when too short).
+pub fn frames_for(dims: &SupernetDims, samples: usize) -> usize {
+    let mut t = samples;
+    for l in &dims.conv_layers {
+        if t < l.kernel {
+            return 0;
+        }
+        t = (t - l.kernel) / l.stride + 1;
+    }
+    t
+}
+
+/// The fewest samples that make one frame (400 for the released extractor).
+pub fn min_samples(dims: &SupernetDims) -> usize {
+    dims.conv_layers.iter().rev().fold(1, |need, l| (need - 1) * l.stride + l.kernel)
+}
+
+/// s3prl's per-utterance normalisation: (x - mean) / sqrt(var + 1e-5), biased variance, in f64.
+pub fn normalize_waveform(wave: &[f32]) -> Vec<f32> {
+    let n = wave.len().max(1) as f64;
+    let mean = wave.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = wave.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let inv = 1.0 / (var + 1e-5).sqrt();
+    wave.iter().map(|&v| ((v as f64 - mean) * inv) as f32).collect()
+}
+
+fn upload_norm(ctx: &GpuContext, ckpt: &Checkpoint, prefix: &str, width: usize) -> Result<Norm> {
+    let g = ckpt.tensor(&format!("{prefix}.weight"), &[width])?;
+    let b = ckpt.tensor(&format!("{prefix}.bias"), &[width])?;
+    Ok(Norm {
+        gamma: ctx.upload_weight(&format!("{prefix}.weight"), &g.values)?,
+        beta: ctx.upload_weight(&format!("{prefix}.bias"), &b.values)?,
+    })
+}
+
+fn upload_linear(ctx: &GpuContext, ckpt: &Checkpoint, prefix: &str, out: usize, inp: usize) -> Result<Linear> {
+    let w = ckpt.tensor(&format!("{prefix}.weight"), &[out, inp])?;
+    let b = ckpt.tensor(&format!("{prefix}.bias"), &[out])?;
+    Ok(Linear {
+        weight: ctx.upload_weight(&format!("{prefix}.weight"), &w.values)?,
+        bias: Some(ctx.upload_weight(&format!("{prefix}.bias"), &b.values)?),
+        in_full: inp as u32,
+    })
+}
+
+impl LightHubert {
+    /// Uploads every tensor inference uses, once, at its full supernet size.
+    pub fn load(ctx: Arc<GpuContext>, ckpt: &Checkpoint) -> Result<Self> {
+        let supernet = Supernet::from_config(&ckpt.config)?;
+        let d = supernet.dims.clone();
+        let c = &*ctx;
+
+        let mut conv_blocks = Vec::new();
+        let mut in_ch = 1;
+        for (i, spec) in d.conv_layers.iter().enumerate() {
+            let p = format!("feature_extractor.conv_layers.{i}");
+            let w = ckpt.tensor(&format!("{p}.0.weight"), &[spec.channels, in_ch, spec.kernel])?;
+            let repacked = conv_weight_frame_major(&w.values, spec.channels, in_ch, spec.kernel);
+            let bias = if d.conv_bias {
+                let b = ckpt.tensor(&format!("{p}.0.bias"), &[spec.channels])?;
+                Some(c.upload_weight(&format!("{p}.0.bias"), &b.values)?)
+            } else {
+                None
+            };
+            let norm = match (d.extractor_mode, i) {
+                (ExtractorMode::Default, 0) => Some(upload_norm(c, ckpt, &format!("{p}.2"), spec.channels)?),
+                (ExtractorMode::Default, _) => None,
+                (ExtractorMode::LayerNorm, _) => Some(upload_norm(c, ckpt, &format!("{p}.2.1"), spec.channels)?),
+            };
+            conv_blocks.push(ConvBlock {
+                conv: Linear {
+                    weight: c.upload_weight(&format!("{p}.0.weight"), &repacked)?,
+                    bias,
+                    in_full: (spec.kernel * in_ch) as u32,
+                },
+                norm,
+                spec: *spec,
+                in_channels: in_ch,
+            });
+            in_ch = spec.channels;
+        }
+
+        let (e, ch) = (d.embed, d.conv_channels);
+        let feature_norm = upload_norm(c, ckpt, "layer_norm", ch)?;
+        let post_extract_proj = upload_linear(c, ckpt, "post_extract_proj", e, ch)?;
+
+        let k = d.pos_conv_kernel;
+        let gs = e / d.pos_conv_groups;
+        let (g, v) = match ckpt.optional_tensor("encoder.pos_conv.0.weight_g", &[1, 1, k])? {
+            Some(g) => (g, ckpt.tensor("encoder.pos_conv.0.weight_v", &[e, gs, k])?),
+            // torch's newer parametrize-based weight_norm names the same tensors differently.
+            None => (
+                ckpt.tensor("encoder.pos_conv.0.parametrizations.weight.original0", &[1, 1, k])?,
+                ckpt.tensor("encoder.pos_conv.0.parametrizations.weight.original1", &[e, gs, k])?,
+            ),
+        };
+        let pos_conv_weight = c.upload_weight("encoder.pos_conv.0.weight", &weight_norm_dim2(&v.values, &g.values, k))?;
+        let pos_conv_bias = c.upload_weight(
+            "encoder.pos_conv.0.bias",
+            &ckpt.tensor("encoder.pos_conv.0.bias", &[e])?.values,
+        )?;
+        let encoder_norm = upload_norm(c, ckpt, "encoder.layer_norm", e)?;
+
+        let mut layers = Vec::new();
+        for l in 0..d.layers {
+            let p = format!("encoder.layers.{l}");
+            let a = d.attention;
+            layers.push(EncoderLayer {
+                q: upload_linear(c, ckpt, &format!("{p}.self_attn.q_proj"), a, e)?,
+                k: upload_linear(c, ckpt, &format!("{p}.self_attn.k_proj"), a, e)?,
+                v: upload_linear(c, ckpt, &format!("{p}.self_attn.v_proj"), a, e)?,
+                out: upload_linear(c, ckpt, &format!("{p}.self_attn.out_proj"), e, a)?,
+                attn_norm: upload_norm(c, ckpt, &format!("{p}.self_attn_layer_norm"), e)?,
+                fc1: upload_linear(c, ckpt, &format!("{p}.fc1"), d.ffn, e)?,
+                fc2: upload_linear(c, ckpt, &format!("{p}.fc2"), e, d.ffn)?,
+                final_norm: upload_norm(c, ckpt, &format!("{p}.final_layer_norm"), e)?,
+            });
+        }
+
+        Ok(LightHubert {
+            ctx,
+            supernet,
+            task_normalize: ckpt.task_normalize,
+            conv_blocks,
+            feature_norm,
+            post_extract_proj,
+            pos_conv_weight,
+            pos_conv_bias,
+            encoder_norm,
+            layers,
+        })
+    }
+
+    pub fn supernet(&self) -> &Supernet {
+        &self.supernet
+    }
+
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// Whether the checkpoint's training normalised waveforms (`cfg.task.normalize`).
+    pub fn task_normalize(&self) -> Option<bool> {
+        self.task_normalize
+    }
+
+    /// Runs `subnet` on one waveform (16 kHz mono) and returns every hidden state.
+    /// `normalize` applies s3prl's per-utterance normalisation first.
+    pub fn forward(&self, subnet: &Subnet, waveform: &[f32], normalize: bool) -> Result<HiddenStates> {
+        self.supernet.validate(subnet)?;
+        let d = &self.supernet.dims;
+        if let Some(index) = waveform.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteAudio { index });
+        }
+        let frames = frames_for(d, waveform.len());
+        if frames == 0 {
+            return Err(Error::AudioTooShort { samples: waveform.len(), min: min_samples(d) });
+        }
+        let wave = if normalize { normalize_waveform(waveform) } else { waveform.to_vec() };
+        let ctx = &*self.ctx;
+        let mut s = CommandStream::new(ctx);
+        let t = frames as u32;
+        let e = subnet.embed_dim as u32;
+
+        // 1. Conv feature extractor, frame-major [frames, channels] from the first block on.
+        let mut x = ctx.activation_from("waveform", &wave)?;
+        let mut t_in = wave.len() as u32;
+        for (i, block) in self.conv_blocks.iter().enumerate() {
+            let spec = block.spec;
+            let (ch, cin) = (spec.channels as u32, block.in_channels as u32);
+            let t_out = (t_in - spec.kernel as u32) / spec.stride as u32 + 1;
+            let conv_out = ctx.activation(&format!("conv{i}"), (t_out * ch) as usize)?;
+            let window = LinearInput { x: &x, rows: t_out, depth: spec.kernel as u32 * cin, row_stride: spec.stride as u32 * cin };
+            let act = if block.norm.is_none() { Activation::Gelu } else { Activation::None };
+            linear(&mut s, window, block.conv.prefix(), ch, act, &conv_out);
+            x = match (&block.norm, d.extractor_mode) {
+                (None, _) => conv_out,
+                (Some(norm), mode) => {
+                    let normed = ctx.activation(&format!("conv{i}.norm"), (t_out * ch) as usize)?;
+                    match mode {
+                        ExtractorMode::Default => group_norm_time(&mut s, &conv_out, norm.affine(), t_out, ch, true, &normed),
+                        ExtractorMode::LayerNorm => layer_norm(&mut s, &conv_out, None, norm.affine(), t_out, ch, true, &normed),
+                    }
+                    normed
+                }
+            };
+            t_in = t_out;
+        }
+
+        // 2. Feature LayerNorm and the projection to the subnet's width: hidden state 0.
+        let ch = d.conv_channels as u32;
+        let features = ctx.activation("features", (t * ch) as usize)?;
+        layer_norm(&mut s, &x, None, self.feature_norm.affine(), t, ch, false, &features);
+        let mut states = vec![ctx.activation("hidden.0", (t * e) as usize)?];
+        let features_in = LinearInput { x: &features, rows: t, depth: ch, row_stride: ch };
+        linear(&mut s, features_in, self.post_extract_proj.prefix(), e, Activation::None, &states[0]);
+
+        // 3. Positional conv with its residual, then the encoder LayerNorm.
+        let shape = PosConvShape { embed_full: d.embed as u32, groups: d.pos_conv_groups as u32, kernel: d.pos_conv_kernel as u32 };
+        let with_pos = ctx.activation("pos_conv", (t * e) as usize)?;
+        pos_conv_residual(&mut s, &states[0], &self.pos_conv_weight, &self.pos_conv_bias, shape, t, e, &with_pos);
+        let mut hidden = ctx.activation("encoder_in", (t * e) as usize)?;
+        layer_norm(&mut s, &with_pos, None, self.encoder_norm.affine(), t, e, false, &hidden);
+
+        // 4. The kept layers. Scratch buffers are sized for the widest layer and reused.
+        let layers = subnet.layers();
+        let a_max = layers.iter().map(|l| l.heads as u32 * HEAD_DIM).max().unwrap_or(HEAD_DIM);
+        let f_max = layers.iter().map(|l| l.ffn as u32).max().unwrap_or(1);
+        let [q, k, v, ctx_out] = ["q", "k", "v", "attention"].map(|n| ctx.activation(n, (t * a_max) as usize));
+        let (q, k, v, ctx_out) = (q?, k?, v?, ctx_out?);
+        let attn_proj = ctx.activation("out_proj", (t * e) as usize)?;
+        let after_attn = ctx.activation("after_attention", (t * e) as usize)?;
+        let ffn_hidden = ctx.activation("fc1", (t * f_max) as usize)?;
+        let ffn_out = ctx.activation("fc2", (t * e) as usize)?;
+        let lengths = ctx.u32_buffer("lengths", &[t])?;
+        for (n, choice) in layers.iter().enumerate() {
+            let layer = &self.layers[choice.layer];
+            let a = choice.heads as u32 * HEAD_DIM;
+            let f = choice.ffn as u32;
+            let x_in = LinearInput { x: &hidden, rows: t, depth: e, row_stride: e };
+            linear(&mut s, x_in, layer.q.prefix(), a, Activation::None, &q);
+            linear(&mut s, x_in, layer.k.prefix(), a, Activation::None, &k);
+            linear(&mut s, x_in, layer.v.prefix(), a, Activation::None, &v);
+            attention(&mut s, &q, &k, &v, &lengths, t, 1, choice.heads as u32, &ctx_out);
+            let heads_in = LinearInput { x: &ctx_out, rows: t, depth: a, row_stride: a };
+            linear(&mut s, heads_in, layer.out.prefix(), e, Activation::None, &attn_proj);
+            layer_norm(&mut s, &hidden, Some(&attn_proj), layer.attn_norm.affine(), t, e, false, &after_attn);
+
+            let units = ffn_units(d, subnet.embed_dim, choice.ffn);
+            let ffn_in = LinearInput { x: &after_attn, rows: t, depth: e, row_stride: e };
+            linear(&mut s, ffn_in, layer.fc1.slice(units, IndexMap::PREFIX), f, Activation::Gelu, &ffn_hidden);
+            let ffn_mid = LinearInput { x: &ffn_hidden, rows: t, depth: f, row_stride: f };
+            linear(&mut s, ffn_mid, layer.fc2.slice(IndexMap::PREFIX, units), e, Activation::None, &ffn_out);
+            let out = ctx.activation(&format!("hidden.{}", n + 1), (t * e) as usize)?;
+            layer_norm(&mut s, &after_attn, Some(&ffn_out), layer.final_norm.affine(), t, e, false, &out);
+            states.push(out.clone());
+            hidden = out;
+        }
+        s.submit()?;
+
+        let reads: Vec<(&wgpu::Buffer, usize)> = states.iter().map(|b| (b, frames * subnet.embed_dim)).collect();
+        let states = ctx.read_back(&reads)?;
+        Ok(HiddenStates { frames, embed: subnet.embed_dim, states })
+    }
+}
+
+/// Which supernet FFN units a layer of `ffn` units in a subnet of width `embed` uses: the whole
+/// tensor at full width, else the first `size_split` units of each supernet chunk, where
+/// `size_split` is computed as the reference does, int(F / (F / E)).
+pub fn ffn_units(dims: &SupernetDims, embed: usize, ffn: usize) -> IndexMap {
+    // The reference slices a prefix at full width, and when the supernet has a single chunk.
+    if ffn == dims.ffn || dims.ffn_chunks == 1 {
+        return IndexMap::PREFIX;
+    }
+    let ratio = ffn as f64 / embed as f64;
+    let split = (ffn as f64 / ratio) as u32;
+    IndexMap::chunked(split, dims.ffn_chunk as u32)
+}

@@ -1,0 +1,325 @@
+//! Every kernel against the reference fixtures (`fixtures/kernels.safetensors`, made by
+//! `tools/fixtures/gen_fixtures.py` from the authors' modules, float64 truth), using the real
+//! weights of the test checkpoints read in place from their full supernet tensors. Each kernel
+//! is also checked against its CPU reference on shapes the fixtures do not cover.
+
+use std::sync::OnceLock;
+
+use kernels_tests::{assert_close, fixtures_dir, gpu, random_values, Fixture};
+use lighthubert::checkpoint::Checkpoint;
+use lighthubert::gpu::{CommandStream, GpuContext};
+use lighthubert::kernels::attention::{attention, attention_cpu};
+use lighthubert::kernels::linear::{conv_weight_frame_major, linear, linear_cpu, Activation, IndexMap, LinearInput, WeightSlice};
+use lighthubert::kernels::norm::{group_norm_time, group_norm_time_cpu, layer_norm, layer_norm_cpu, Affine};
+use lighthubert::kernels::pointwise::{gelu_cpu, gelu_inplace};
+use lighthubert::kernels::pos_conv::{pos_conv_residual, pos_conv_residual_cpu, weight_norm_dim2, PosConvShape};
+use lighthubert::model::ffn_units;
+use lighthubert::supernet::SupernetDims;
+
+// Random-shape checks against the CPU references (f64) use rel L2 1e-6 and max abs 5e-5:
+// their outputs reach magnitudes of 10-30, where f32 accumulation over the depth costs a few
+// ulps.
+// Tolerances for single kernels against the float64 truth. The reference's own float32 error
+// on these fixtures is 7e-8 to 8e-7 relative L2 and up to 3e-6 max abs.
+const REL_L2: f64 = 2e-6;
+const MAX_ABS: f64 = 2e-5;
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| Fixture::load(fixtures_dir().join("kernels.safetensors")))
+}
+
+fn checkpoint(name: &str) -> Checkpoint {
+    Checkpoint::open(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn default_ckpt() -> &'static Checkpoint {
+    static C: OnceLock<Checkpoint> = OnceLock::new();
+    C.get_or_init(|| checkpoint("tiny-default.pt"))
+}
+
+fn weight(ctx: &GpuContext, ckpt: &Checkpoint, key: &str) -> wgpu::Buffer {
+    let t = ckpt.get(key).unwrap_or_else(|| panic!("no tensor {key}"));
+    ctx.upload_weight(key, &t.values).expect("upload")
+}
+
+fn values(ckpt: &Checkpoint, key: &str) -> Vec<f32> {
+    ckpt.get(key).unwrap_or_else(|| panic!("no tensor {key}")).values.clone()
+}
+
+fn run(ctx: &GpuContext, out: &wgpu::Buffer, len: usize, record: impl FnOnce(&mut CommandStream)) -> Vec<f32> {
+    let mut s = CommandStream::new(ctx);
+    record(&mut s);
+    s.submit().expect("submit");
+    ctx.read_back(&[(out, len)]).expect("read back").remove(0)
+}
+
+#[test]
+fn gelu_matches_reference() {
+    let ctx = gpu();
+    let f = fixture();
+    let x = f.get("gelu.x");
+    let buf = ctx.activation_from("x", x).unwrap();
+    let got = run(&ctx, &buf, x.len(), |s| gelu_inplace(s, &buf, x.len() as u32));
+    assert_close("gelu", &got, f.get("gelu.y"), 1e-6, 4e-6);
+    assert_close("gelu cpu reference", &gelu_cpu(x), f.get("gelu.y"), 1e-7, 1e-6);
+}
+
+fn check_extractor(mode: &str, ckpt: &Checkpoint) {
+    let ctx = gpu();
+    let f = fixture();
+    let dims = SupernetDims::from_config(&ckpt.config).unwrap();
+    let mut input = f.get(&format!("extractor.{mode}.wave")).to_vec();
+    let mut cin = 1usize;
+    for (i, spec) in dims.conv_layers.iter().enumerate() {
+        let want = f.get(&format!("extractor.{mode}.block{i}"));
+        let (c, k, st) = (spec.channels, spec.kernel, spec.stride);
+        let t_in = input.len() / cin;
+        let t_out = (t_in - k) / st + 1;
+        assert_eq!(want.len(), t_out * c, "block {i} frames");
+        let p = format!("feature_extractor.conv_layers.{i}");
+        let w = conv_weight_frame_major(&values(ckpt, &format!("{p}.0.weight")), c, cin, k);
+        let w = ctx.upload_weight("conv", &w).unwrap();
+        let bias = dims.conv_bias.then(|| weight(&ctx, ckpt, &format!("{p}.0.bias")));
+        let norm_key = match (mode, i) {
+            ("default", 0) => Some(format!("{p}.2")),
+            ("layer_norm", _) => Some(format!("{p}.2.1")),
+            _ => None,
+        };
+        let x = ctx.activation_from("x", &input).unwrap();
+        let conv_out = ctx.activation("conv", t_out * c).unwrap();
+        let normed = ctx.activation("normed", t_out * c).unwrap();
+        let norm = norm_key.as_ref().map(|n| (weight(&ctx, ckpt, &format!("{n}.weight")), weight(&ctx, ckpt, &format!("{n}.bias"))));
+        let out = if norm.is_some() { &normed } else { &conv_out };
+        let got = run(&ctx, out, t_out * c, |s| {
+            let slice = WeightSlice { weight: &w, bias: bias.as_ref(), row_stride: (k * cin) as u32, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
+            let window = LinearInput { x: &x, rows: t_out as u32, depth: (k * cin) as u32, row_stride: (st * cin) as u32 };
+            let act = if norm.is_some() { Activation::None } else { Activation::Gelu };
+            linear(s, window, slice, c as u32, act, &conv_out);
+            if let Some((g, b)) = &norm {
+                let affine = Affine { gamma: g, beta: b };
+                if mode == "default" {
+                    group_norm_time(s, &conv_out, affine, t_out as u32, c as u32, true, &normed);
+                } else {
+                    layer_norm(s, &conv_out, None, affine, t_out as u32, c as u32, true, &normed);
+                }
+            }
+        });
+        assert_close(&format!("extractor {mode} block {i}"), &got, want, REL_L2, MAX_ABS);
+        input = want.to_vec();
+        cin = c;
+    }
+}
+
+#[test]
+fn conv_extractor_default_mode_matches_reference() {
+    check_extractor("default", default_ckpt());
+}
+
+#[test]
+fn conv_extractor_layer_norm_mode_matches_reference() {
+    check_extractor("layer_norm", &checkpoint("tiny-layernorm-f16.pt"));
+}
+
+fn run_layer_norm(prefix: &str, key: &str, width: usize, residual: bool) {
+    let ctx = gpu();
+    let f = fixture();
+    let ckpt = default_ckpt();
+    let x = f.get(&format!("{key}.x"));
+    let rows = x.len() / width;
+    let xb = ctx.activation_from("x", x).unwrap();
+    let rb = residual.then(|| ctx.activation_from("r", f.get(&format!("{key}.residual"))).unwrap());
+    let (g, b) = (weight(&ctx, ckpt, &format!("{prefix}.weight")), weight(&ctx, ckpt, &format!("{prefix}.bias")));
+    let y = ctx.activation("y", x.len()).unwrap();
+    let got = run(&ctx, &y, x.len(), |s| {
+        layer_norm(s, &xb, rb.as_ref(), Affine { gamma: &g, beta: &b }, rows as u32, width as u32, false, &y)
+    });
+    assert_close(key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
+}
+
+#[test]
+fn feature_layer_norm_matches_reference() {
+    run_layer_norm("layer_norm", "feature_layer_norm", 64, false);
+}
+
+#[test]
+fn encoder_layer_norm_uses_a_prefix_of_the_affine_params() {
+    run_layer_norm("encoder.layer_norm", "encoder_layer_norm.e96", 96, false);
+}
+
+#[test]
+fn residual_layer_norm_matches_reference() {
+    run_layer_norm("encoder.layers.3.self_attn_layer_norm", "residual_layer_norm.e96", 96, true);
+}
+
+/// Runs a sliced linear of the test checkpoint against a fixture.
+fn run_linear(prefix: &str, key: &str, depth: usize, cols: usize, rows_map: IndexMap, cols_map: IndexMap) {
+    let ctx = gpu();
+    let f = fixture();
+    let ckpt = default_ckpt();
+    let x = f.get(&format!("{key}.x"));
+    let rows = x.len() / depth;
+    let w = ckpt.get(&format!("{prefix}.weight")).unwrap();
+    let in_full = w.shape[1];
+    let wb = weight(&ctx, ckpt, &format!("{prefix}.weight"));
+    let bb = weight(&ctx, ckpt, &format!("{prefix}.bias"));
+    let xb = ctx.activation_from("x", x).unwrap();
+    let y = ctx.activation("y", rows * cols).unwrap();
+    let got = run(&ctx, &y, rows * cols, |s| {
+        let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
+        let input = LinearInput { x: &xb, rows: rows as u32, depth: depth as u32, row_stride: depth as u32 };
+        linear(s, input, slice, cols as u32, Activation::None, &y);
+    });
+    assert_close(key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
+    // The CPU reference reads the same slice: it must agree with the authors' slicing too.
+    let b = &ckpt.get(&format!("{prefix}.bias")).unwrap().values;
+    let cpu = linear_cpu(x, rows, depth, depth, &w.values, Some(b), in_full, rows_map, cols_map, cols, Activation::None);
+    assert_close(&format!("{key} cpu reference"), &cpu, f.get(&format!("{key}.y")), 1e-7, 1e-6);
+}
+
+#[test]
+fn post_extract_proj_reads_a_row_prefix() {
+    run_linear("post_extract_proj", "post_extract_proj.e96", 64, 96, IndexMap::PREFIX, IndexMap::PREFIX);
+}
+
+#[test]
+fn ffn_linears_read_the_chunked_slices() {
+    let dims = SupernetDims::from_config(&default_ckpt().config).unwrap();
+    for (e, ffn) in [(96, 336), (64, 192), (128, 512), (128, 448), (96, 288)] {
+        let units = ffn_units(&dims, e, ffn);
+        let p = "encoder.layers.3";
+        run_linear(&format!("{p}.fc1"), &format!("fc1.e{e}.f{ffn}"), e, ffn, units, IndexMap::PREFIX);
+        run_linear(&format!("{p}.fc2"), &format!("fc2.e{e}.f{ffn}"), ffn, e, IndexMap::PREFIX, units);
+    }
+}
+
+#[test]
+fn positional_conv_regroups_for_each_width() {
+    let ctx = gpu();
+    let f = fixture();
+    let ckpt = default_ckpt();
+    let dims = SupernetDims::from_config(&ckpt.config).unwrap();
+    let k = dims.pos_conv_kernel;
+    let w = weight_norm_dim2(&values(ckpt, "encoder.pos_conv.0.weight_v"), &values(ckpt, "encoder.pos_conv.0.weight_g"), k);
+    let wb = ctx.upload_weight("pos_conv", &w).unwrap();
+    let bias = values(ckpt, "encoder.pos_conv.0.bias");
+    let bb = ctx.upload_weight("pos_conv.bias", &bias).unwrap();
+    let shape = PosConvShape { embed_full: dims.embed as u32, groups: dims.pos_conv_groups as u32, kernel: k as u32 };
+    for e in [64usize, 96, 128] {
+        let key = format!("pos_conv.e{e}");
+        let x = f.get(&format!("{key}.x"));
+        let frames = x.len() / e;
+        let xb = ctx.activation_from("x", x).unwrap();
+        let y = ctx.activation("y", x.len()).unwrap();
+        let got = run(&ctx, &y, x.len(), |s| pos_conv_residual(s, &xb, &wb, &bb, shape, frames as u32, e as u32, &y));
+        assert_close(&key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
+        let cpu = pos_conv_residual_cpu(x, &w, &bias, shape, frames, e);
+        assert_close(&format!("{key} cpu reference"), &cpu, f.get(&format!("{key}.y")), 1e-7, 2e-6);
+    }
+}
+
+/// The whole attention block of layer 3: q/k/v projections, attention, out_proj.
+#[test]
+fn attention_matches_reference_with_and_without_padding() {
+    let ctx = gpu();
+    let f = fixture();
+    let ckpt = default_ckpt();
+    let p = "encoder.layers.3.self_attn";
+    let proj = |name: &str| {
+        let w = ckpt.get(&format!("{p}.{name}.weight")).unwrap();
+        (weight(&ctx, ckpt, &format!("{p}.{name}.weight")), weight(&ctx, ckpt, &format!("{p}.{name}.bias")), w.shape[1] as u32)
+    };
+    let [q, k, v, out] = ["q_proj", "k_proj", "v_proj", "out_proj"].map(proj);
+    for (e, heads) in [(96usize, 1usize), (96, 2), (64, 2), (128, 2)] {
+        let key = format!("attention.e{e}.h{heads}");
+        let x = f.get(&format!("{key}.x"));
+        let shape = f.shape(&format!("{key}.x"));
+        let (batch, frames) = (shape[0], shape[1]);
+        let mask_key = format!("{key}.key_padding_mask");
+        let lengths: Vec<u32> = (0..batch)
+            .map(|b| match f.tensors.get(&mask_key) {
+                Some((_, m)) => m[b * frames..(b + 1) * frames].iter().filter(|&&v| v == 0.0).count() as u32,
+                None => frames as u32,
+            })
+            .collect();
+        let a = heads * 64;
+        let rows = (batch * frames) as u32;
+        let xb = ctx.activation_from("x", x).unwrap();
+        let [qb, kb, vb, ab] = ["q", "k", "v", "a"].map(|n| ctx.activation(n, batch * frames * a).unwrap());
+        let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
+        let y = ctx.activation("y", batch * frames * e).unwrap();
+        let got = run(&ctx, &y, batch * frames * e, |s| {
+            let input = LinearInput { x: &xb, rows, depth: e as u32, row_stride: e as u32 };
+            for ((w, b, stride), dst) in [(&q, &qb), (&k, &kb), (&v, &vb)].map(|(w, d)| (w, d)) {
+                let slice = WeightSlice { weight: w, bias: Some(b), row_stride: *stride, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
+                linear(s, input, slice, a as u32, Activation::None, dst);
+            }
+            attention(s, &qb, &kb, &vb, &lb, frames as u32, batch as u32, heads as u32, &ab);
+            let slice = WeightSlice { weight: &out.0, bias: Some(&out.1), row_stride: out.2, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
+            let heads_in = LinearInput { x: &ab, rows, depth: a as u32, row_stride: a as u32 };
+            linear(s, heads_in, slice, e as u32, Activation::None, &y);
+        });
+        assert_close(&key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
+    }
+}
+
+#[test]
+fn attention_kernel_matches_cpu_reference_on_odd_lengths() {
+    let ctx = gpu();
+    let (batch, frames, heads) = (3usize, 71usize, 3usize);
+    let n = batch * frames * heads * 64;
+    let (q, k, v) = (random_values(1, n), random_values(2, n), random_values(3, n));
+    let lengths = [71u32, 40, 1];
+    let [qb, kb, vb] = [&q, &k, &v].map(|d| ctx.activation_from("in", d).unwrap());
+    let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
+    let out = ctx.activation("out", n).unwrap();
+    let got = run(&ctx, &out, n, |s| attention(s, &qb, &kb, &vb, &lb, frames as u32, batch as u32, heads as u32, &out));
+    let want = attention_cpu(&q, &k, &v, &lengths, frames, heads);
+    assert_close("attention vs cpu", &got, &want, 1e-6, 5e-5);
+}
+
+#[test]
+fn linear_kernel_matches_cpu_reference_on_ragged_shapes() {
+    let ctx = gpu();
+    // Shapes that are not multiples of the 32 x 32 tile, with chunked rows and columns,
+    // overlapping input rows, and GELU.
+    let (rows, depth, cols, in_full, out_full) = (37usize, 45usize, 29usize, 64usize, 70usize);
+    let x = random_values(4, rows * 3 + depth);
+    let w = random_values(5, out_full * in_full);
+    let b = random_values(6, out_full);
+    let rows_map = IndexMap::chunked(10, 17);
+    let cols_map = IndexMap::chunked(15, 20);
+    let (xb, wb, bb) = (ctx.activation_from("x", &x).unwrap(), ctx.upload_weight("w", &w).unwrap(), ctx.upload_weight("b", &b).unwrap());
+    let y = ctx.activation("y", rows * cols).unwrap();
+    let got = run(&ctx, &y, rows * cols, |s| {
+        let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
+        linear(s, LinearInput { x: &xb, rows: rows as u32, depth: depth as u32, row_stride: 3 }, slice, cols as u32, Activation::Gelu, &y);
+    });
+    let want = linear_cpu(&x, rows, depth, 3, &w, Some(&b), in_full, rows_map, cols_map, cols, Activation::Gelu);
+    assert_close("linear vs cpu", &got, &want, 1e-6, 5e-5);
+}
+
+#[test]
+fn norm_kernels_match_cpu_reference_on_wide_rows() {
+    let ctx = gpu();
+    // Wider than one workgroup, so every thread strides.
+    let (rows, width) = (5usize, 700usize);
+    let x = random_values(7, rows * width).iter().map(|v| v * 3.0 + 1.5).collect::<Vec<_>>();
+    let r = random_values(8, rows * width);
+    let g = random_values(9, 768);
+    let b = random_values(10, 768);
+    let (xb, rb) = (ctx.activation_from("x", &x).unwrap(), ctx.activation_from("r", &r).unwrap());
+    let (gb, bb) = (ctx.upload_weight("g", &g).unwrap(), ctx.upload_weight("b", &b).unwrap());
+    let y = ctx.activation("y", rows * width).unwrap();
+    let got = run(&ctx, &y, rows * width, |s| layer_norm(s, &xb, Some(&rb), Affine { gamma: &gb, beta: &bb }, rows as u32, width as u32, true, &y));
+    let want = layer_norm_cpu(&x, Some(&r), &g, &b, rows, width, true);
+    assert_close("layer norm vs cpu", &got, &want, 1e-6, 5e-5);
+
+    let (frames, channels) = (600usize, 7usize);
+    let x = random_values(11, frames * channels).iter().map(|v| v * 2.0 - 0.7).collect::<Vec<_>>();
+    let xb = ctx.activation_from("x", &x).unwrap();
+    let y = ctx.activation("y", frames * channels).unwrap();
+    let got = run(&ctx, &y, frames * channels, |s| group_norm_time(s, &xb, Affine { gamma: &gb, beta: &bb }, frames as u32, channels as u32, true, &y));
+    let want = group_norm_time_cpu(&x, &g, &b, frames, channels, true);
+    assert_close("group norm vs cpu", &got, &want, 1e-6, 5e-5);
+}
