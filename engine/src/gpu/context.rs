@@ -35,6 +35,7 @@ pub struct Counters {
     weight_bytes_uploaded: AtomicU64,
     weight_buffers_created: AtomicU64,
     activation_buffers_created: AtomicU64,
+    submissions: AtomicU64,
 }
 
 impl Counters {
@@ -46,6 +47,13 @@ impl Counters {
     }
     pub fn activation_buffers_created(&self) -> u64 {
         self.activation_buffers_created.load(Ordering::Relaxed)
+    }
+    /// Command-buffer submissions: a forward pass is one, plus one for reading results back.
+    pub fn submissions(&self) -> u64 {
+        self.submissions.load(Ordering::Relaxed)
+    }
+    pub(crate) fn count_submission(&self) {
+        self.submissions.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -226,6 +234,7 @@ impl GpuContext {
             offset += bytes;
         }
         self.queue.submit([encoder.finish()]);
+        self.counters.count_submission();
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {

@@ -125,6 +125,7 @@ impl<'a> CommandStream<'a> {
                 pass.dispatch_workgroups(x, y, z);
             }
         }
+        ctx.counters().count_submission();
         Ok(ctx.queue.submit([encoder.finish()]))
     }
 }

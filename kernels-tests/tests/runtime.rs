@@ -1,0 +1,42 @@
+//! The GPU runtime's promises: weights go up once, switching subnets uploads nothing and
+//! creates no weight buffer, pipelines are compiled once, and a forward pass is one submit.
+
+use kernels_tests::{fixtures_dir, gpu, random_values};
+use lighthubert::checkpoint::Checkpoint;
+use lighthubert::{LightHubert, Preset};
+
+#[test]
+fn switching_across_50_random_subnets_uploads_no_weights() {
+    let ctx = gpu();
+    let ckpt = Checkpoint::open(fixtures_dir().join("tiny-default.pt")).unwrap_or_else(|e| panic!("{e}"));
+    let before_load = (ctx.counters().weight_buffers_created(), ctx.counters().weight_bytes_uploaded());
+    let model = LightHubert::load(ctx.clone(), &ckpt).unwrap_or_else(|e| panic!("{e}"));
+    let counters = ctx.counters();
+    let weight_buffers = counters.weight_buffers_created() - before_load.0;
+    let weight_bytes = counters.weight_bytes_uploaded() - before_load.1;
+    assert!(weight_buffers > 100, "one buffer per supernet tensor, got {weight_buffers}");
+    // Everything inference uses, at full size: the checkpoint's tensors less the two
+    // weight-norm factors, which become one weight of the same size as weight_v.
+    let g = ckpt.get("encoder.pos_conv.0.weight_g").expect("weight_g").numel();
+    let expected: usize = ckpt.tensors().map(|(_, t)| t.numel()).sum::<usize>() - g;
+    assert_eq!(weight_bytes, 4 * expected as u64);
+
+    let wave = random_values(42, 8000);
+    let first = model.forward(&model.supernet().preset(&Preset::Default), &wave, true).unwrap();
+    let pipelines = ctx.pipelines_built();
+    let snapshot = (counters.weight_buffers_created(), counters.weight_bytes_uploaded());
+    for seed in 0..50 {
+        let subnet = model.supernet().preset(&Preset::Random(seed));
+        let submissions = counters.submissions();
+        let out = model.forward(&subnet, &wave, seed % 2 == 0).unwrap_or_else(|e| panic!("random:{seed}: {e}"));
+        assert_eq!(out.states.len(), subnet.layer_num + 1);
+        assert!(out.states.iter().flatten().all(|v| v.is_finite()), "random:{seed} produced a non-finite value");
+        assert_eq!(counters.submissions() - submissions, 2, "one forward submit and one readback");
+    }
+    assert_eq!((counters.weight_buffers_created(), counters.weight_bytes_uploaded()), snapshot, "a subnet switch touched weights");
+    assert_eq!(ctx.pipelines_built(), pipelines, "pipelines were rebuilt");
+
+    // Nothing leaks from one subnet to the next: the first result comes back bit for bit.
+    let again = model.forward(&model.supernet().preset(&Preset::Default), &wave, true).unwrap();
+    assert_eq!(first.states, again.states);
+}
