@@ -12,6 +12,11 @@
 //! the input length. The final tree is materialised with a depth limit (cycles and deep
 //! nesting fail) and a node/byte budget proportional to the input (memo sharing cannot
 //! blow up into an exponential tree).
+//!
+//! Memory: each opcode adds at most one 32-byte arena object and one 4-byte id, so a
+//! hostile pickle costs at most about 40x its size, and never more than [`MAX_OBJECTS`]
+//! objects (~150 MB) whatever its size; the materialised result is capped at twice the
+//! input in nodes and in string bytes.
 
 use std::collections::HashMap;
 
@@ -22,6 +27,9 @@ use super::StoredDtype;
 const MAX_STACK: usize = 1 << 20;
 /// Most open MARKs at once (nesting of tuples/lists being built).
 const MAX_MARKS: usize = 1 << 16;
+/// Most objects one pickle may create. A real checkpoint's pickle creates about 15 per
+/// tensor (a few thousand for the released files, with optimizer state tens of thousands).
+pub const MAX_OBJECTS: usize = 1 << 22;
 /// Most memo entries.
 const MAX_MEMO: usize = 1 << 22;
 /// Deepest nesting of containers in the result; also what stops reference cycles.
@@ -385,12 +393,15 @@ impl<'a> Vm<'a> {
     }
 
     fn alloc(&mut self, o: Obj) -> Result<Id, PickleError> {
+        if self.objs.len() >= MAX_OBJECTS {
+            return self.err(format!("more than {MAX_OBJECTS} objects"));
+        }
         match Id::try_from(self.objs.len()) {
-            Ok(id) if id < Id::MAX => {
+            Ok(id) => {
                 self.objs.push(o);
                 Ok(id)
             }
-            _ => self.err("too many objects"),
+            Err(_) => self.err("too many objects"),
         }
     }
 
@@ -1380,6 +1391,22 @@ mod tests {
         p.extend(std::iter::repeat_n(op::APPEND, MAX_DEPTH));
         p.push(op::STOP);
         assert!(load(&p).is_ok());
+    }
+
+    #[test]
+    fn object_count_is_capped() {
+        // `[[], [], ...]` with MAX_OBJECTS + 1 empty lists, built MARK ... LIST at a time
+        // so the stack limit does not stop it first.
+        let mut p = vec![0x80, 2, op::EMPTY_LIST];
+        let chunk = 1 << 16;
+        for _ in 0..=(MAX_OBJECTS / chunk) {
+            p.push(op::MARK);
+            p.extend(std::iter::repeat_n(op::EMPTY_LIST, chunk));
+            p.push(op::APPENDS);
+        }
+        p.push(op::STOP);
+        let (_, reason) = malformed(load(&p));
+        assert!(reason.contains("objects"), "{reason}");
     }
 
     #[test]

@@ -72,6 +72,12 @@ pub fn numel(shape: &[usize]) -> Option<usize> {
 /// Materialises `t` from the bytes of its storage (`raw` holds at least
 /// `t.storage_numel * dtype.size()` bytes; the caller checked that against the member).
 pub fn materialize(t: &TensorRef, dtype: StoredDtype, raw: &[u8]) -> Result<Vec<f32>, ViewError> {
+    if t.shape.len() != t.strides.len() {
+        return Err(ViewError::OutOfBounds(format!(
+            "size {:?} and stride {:?} differ in rank",
+            t.shape, t.strides
+        )));
+    }
     let Some(n) = numel(&t.shape) else {
         return Err(ViewError::OutOfBounds(format!(
             "size {:?} overflows",
@@ -259,6 +265,8 @@ mod tests {
             view(6, 0, &[usize::MAX, usize::MAX], &[1, 1]),
             // storage_numel claims more than the bytes hold
             view(100, 0, &[10], &[1]),
+            // rank mismatch
+            view(6, 0, &[2, 3], &[1]),
         ] {
             assert!(
                 matches!(
