@@ -17,6 +17,7 @@ pub fn gelu_f64(x: f64) -> f64 {
 
 /// erf to double precision (W. J. Cody's CALERF rational approximations), so CPU references
 /// do not inherit the shader's f32 approximation.
+#[allow(clippy::excessive_precision)] // the published coefficients, digit for digit
 pub fn erf_f64(x: f64) -> f64 {
     const A: [f64; 5] = [3.16112374387056560e0, 1.13864154151050156e2, 3.77485237685302021e2, 3.20937758913846947e3, 1.85777706184603153e-1];
     const B: [f64; 4] = [2.36012909523441209e1, 2.44024637934444173e2, 1.28261652607737228e3, 2.84423683343917062e3];

@@ -75,7 +75,7 @@ impl SupernetDims {
                 cfg.encoder_attention_heads
             ));
         }
-        if cfg.conv_pos_groups == 0 || embed % cfg.conv_pos_groups != 0 || cfg.conv_pos % 2 != 0 {
+        if cfg.conv_pos_groups == 0 || !embed.is_multiple_of(cfg.conv_pos_groups) || !cfg.conv_pos.is_multiple_of(2) {
             return unsupported(format!("positional conv of kernel {} with {} groups", cfg.conv_pos, cfg.conv_pos_groups));
         }
         if cfg.encoder_layers != 12 {

@@ -100,16 +100,14 @@ impl Subnet {
                 return Err(SubnetError::ListLength { field: field.into(), len, layer_num: n });
             }
         }
-        if let Some(r) = &self.ffn_ratio {
-            if r.len() != n {
-                return Err(SubnetError::ListLength { field: "ffn_ratio".into(), len: r.len(), layer_num: n });
-            }
+        if let Some(r) = self.ffn_ratio.as_ref().filter(|r| r.len() != n) {
+            return Err(SubnetError::ListLength { field: "ffn_ratio".into(), len: r.len(), layer_num: n });
         }
         let e = self.embed_dim;
         if !space.embed_dim.contains(&e) {
             return Err(SubnetError::NotInSpace { field: "embed_dim".into(), value: e.to_string(), allowed: format!("{:?}", space.embed_dim) });
         }
-        if e == 0 || e > dims.embed || e > dims.ffn_chunk || e % dims.pos_conv_groups != 0 {
+        if e == 0 || e > dims.embed || e > dims.ffn_chunk || !e.is_multiple_of(dims.pos_conv_groups) {
             return Err(SubnetError::Unfit {
                 field: "embed_dim".into(),
                 reason: format!(
@@ -136,10 +134,8 @@ impl Subnet {
                 let allowed: Vec<usize> = space.ffn_ratio.iter().map(|&r| ffn_width(r, e)).collect();
                 return Err(SubnetError::NotInSpace { field: format!("ffn_embed[{i}]"), value: ffn.to_string(), allowed: format!("int(ratio * {e}) for ratios {:?}: {allowed:?}", space.ffn_ratio) });
             }
-            if let Some(r) = &self.ffn_ratio {
-                if ffn_width(r[i], e) != ffn {
-                    return Err(SubnetError::Inconsistent { field: format!("ffn_ratio[{i}]"), reason: format!("int({} * {e}) != ffn_embed[{i}] = {ffn}", r[i]) });
-                }
+            if let Some(r) = self.ffn_ratio.as_ref().filter(|r| ffn_width(r[i], e) != ffn) {
+                return Err(SubnetError::Inconsistent { field: format!("ffn_ratio[{i}]"), reason: format!("int({} * {e}) != ffn_embed[{i}] = {ffn}", r[i]) });
             }
             if ffn > dims.ffn || (ffn != dims.ffn && ffn.div_ceil(e) > dims.ffn_chunks) {
                 return Err(SubnetError::Unfit { field: format!("ffn_embed[{i}]"), reason: format!("{ffn} units do not fit the supernet's {} chunks of {}", dims.ffn_chunks, dims.ffn_chunk) });
