@@ -110,6 +110,8 @@ pub fn assert_close(case: &str, got: &[f32], want: &[f32], max_rel_l2: f64, max_
         e.max_abs
     );
     approx::assert_abs_diff_eq!(got, want, epsilon = max_abs as f32);
+    // Shown with --nocapture: the margins, not just pass/fail.
+    eprintln!("{case}: rel L2 {:.2e}, max abs {:.2e}", e.rel_l2, e.max_abs);
     e
 }
 
