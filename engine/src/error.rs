@@ -18,6 +18,12 @@ pub enum Error {
     AudioTooShort { samples: usize, min: usize },
     #[error("audio sample {index} is not a finite number")]
     NonFiniteAudio { index: usize },
+    #[error("layer list `{0}`: expected `all` or comma-separated indices such as 0,4,12")]
+    BadLayerList(String),
+    #[error("hidden state {index} does not exist: this subnet has {available} (0 to {})", available - 1)]
+    LayerOutOfRange { index: usize, available: usize },
+    #[error("{weights} layer weights given for {states} hidden states")]
+    WeightCount { weights: usize, states: usize },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,11 +8,13 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod extract;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
 pub mod supernet;
 
 pub use error::{Error, Result};
+pub use extract::{ExtractOptions, Features, LayerSelection};
 pub use model::{HiddenStates, LightHubert};
 pub use supernet::{Preset, SearchSpace, Subnet, Supernet};

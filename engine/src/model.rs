@@ -229,6 +229,11 @@ impl LightHubert {
         self.task_normalize
     }
 
+    /// Runs `subnet` on a batch (placeholder: one utterance at a time).
+    pub fn forward_batch(&self, subnet: &Subnet, waveforms: &[&[f32]], normalize: bool) -> Result<Vec<HiddenStates>> {
+        waveforms.iter().map(|w| self.forward(subnet, w, normalize)).collect()
+    }
+
     /// Runs `subnet` on one waveform (16 kHz mono) and returns every hidden state.
     /// `normalize` applies s3prl's per-utterance normalisation first.
     pub fn forward(&self, subnet: &Subnet, waveform: &[f32], normalize: bool) -> Result<HiddenStates> {
