@@ -9,6 +9,8 @@
 //
 // x rows may overlap (x_row_stride < depth): the conv feature extractor runs through this
 // kernel as an implicit GEMM whose row t is the window starting at sample t * stride.
+// The z dimension walks a batch of utterances, each `x_batch_stride` / `y_batch_stride`
+// values apart, so one dispatch serves a padded batch whose rows overlap within an utterance.
 // Needs the gelu.wgsl prelude.
 
 struct LinearParams {
@@ -23,8 +25,8 @@ struct LinearParams {
     col_chunk_stride: u32,
     // bit 0: add bias, bit 1: GELU
     flags: u32,
-    _pad0: u32,
-    _pad1: u32,
+    x_batch_stride: u32,
+    y_batch_stride: u32,
 }
 
 const FLAG_BIAS: u32 = 1u;
@@ -49,11 +51,13 @@ fn linear(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (n0 >= p.cols || t0 >= p.rows) {
         return;
     }
+    let x_off = gid.z * p.x_batch_stride;
+    let y_off = gid.z * p.y_batch_stride;
     // Edge tiles repeat the last valid row/unit so the inner loop needs no bounds checks.
     var x_base: array<u32, 4>;
     var w_base: array<u32, 4>;
     for (var i = 0u; i < TILE; i++) {
-        x_base[i] = min(t0 + i, p.rows - 1u) * p.x_row_stride;
+        x_base[i] = x_off + min(t0 + i, p.rows - 1u) * p.x_row_stride;
         w_base[i] = weight_row(min(n0 + i, p.cols - 1u)) * p.w_row_stride;
     }
     var acc: array<vec4<f32>, 4>;
@@ -94,7 +98,7 @@ fn linear(@builtin(global_invocation_id) gid: vec3<u32>) {
                 if ((p.flags & FLAG_GELU) != 0u) {
                     v = gelu(v);
                 }
-                y[t * p.cols + n] = v;
+                y[y_off + t * p.cols + n] = v;
             }
         }
     }

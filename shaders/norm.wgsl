@@ -21,6 +21,8 @@ const WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read> gamma: array<f32>;
 @group(0) @binding(4) var<storage, read> beta: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
+// Valid frames of each utterance (group_norm_time only).
+@group(0) @binding(6) var<storage, read> lengths: array<u32>;
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -77,7 +79,9 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// One workgroup per channel: x and y are [rows = frames, width = channels].
+// One workgroup per (channel, utterance): x and y are [batch, rows, width] with rows the
+// padded frame count. Statistics cover the utterance's own frames only, so padding never
+// reaches them; padded frames are normalised with the same statistics (finite, unused).
 @compute @workgroup_size(256)
 fn group_norm_time(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_id) lid3: vec3<u32>) {
@@ -86,20 +90,22 @@ fn group_norm_time(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let lid = lid3.x;
-    let n = f32(p.rows);
+    let base = wid.y * p.rows * p.width + ch;
+    let valid = min(lengths[wid.y], p.rows);
+    let n = f32(max(valid, 1u));
     var s = 0.0;
-    for (var t = lid; t < p.rows; t += WG) {
-        s += x[t * p.width + ch];
+    for (var t = lid; t < valid; t += WG) {
+        s += x[base + t * p.width];
     }
     let mean = workgroup_sum(s, lid) / n;
     var q = 0.0;
-    for (var t = lid; t < p.rows; t += WG) {
-        let d = x[t * p.width + ch] - mean;
+    for (var t = lid; t < valid; t += WG) {
+        let d = x[base + t * p.width] - mean;
         q += d * d;
     }
     let inv_std = inverseSqrt(workgroup_sum(q, lid) / n + p.eps);
     for (var t = lid; t < p.rows; t += WG) {
-        let i = t * p.width + ch;
+        let i = base + t * p.width;
         var v = (x[i] - mean) * inv_std * gamma[ch] + beta[ch];
         if ((p.flags & FLAG_GELU) != 0u) {
             v = gelu(v);

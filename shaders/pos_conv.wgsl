@@ -5,6 +5,8 @@
 // from the supernet's: output channel o of group g reads input channels g*gs .. g*gs + gs
 // through weight[o, 0..gs, k]. Padding K/2 on both sides and dropping the last output frame
 // (K is even) means output frame t sees input frames t - K/2 .. t + K/2 - 1.
+// Batched: utterance b is `frames` rows from b * frames, of which lengths[b] are real; frames
+// past the length count as the zero padding a lone utterance would see. Padded rows copy x.
 // Needs the gelu.wgsl prelude.
 
 struct PosConvParams {
@@ -25,9 +27,10 @@ const TILE_T: u32 = 4u;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> lengths: array<u32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
-// Invocation (o, tb) computes channel o for frames 4tb .. 4tb + 3.
+// Invocation (o, tb, b) computes channel o for frames 4tb .. 4tb + 3 of utterance b.
 @compute @workgroup_size(64, 1)
 fn pos_conv_residual(@builtin(global_invocation_id) gid: vec3<u32>) {
     let o = gid.x;
@@ -35,6 +38,8 @@ fn pos_conv_residual(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (o >= p.channels || t0 >= p.frames) {
         return;
     }
+    let row0 = gid.z * p.frames;
+    let valid = min(lengths[gid.z], p.frames);
     let in_base = (o / p.group_size) * p.group_size;
     let w_base = o * p.w_out_stride;
     var acc = vec4<f32>(bias[o]);
@@ -42,10 +47,10 @@ fn pos_conv_residual(@builtin(global_invocation_id) gid: vec3<u32>) {
         // Input frame of output t0 + j is t0 + j + k - pad; skip taps that fall in the padding.
         for (var j = 0u; j < TILE_T; j++) {
             let src = i32(t0 + j + k) - i32(p.pad);
-            if (src < 0 || src >= i32(p.frames)) {
+            if (src < 0 || src >= i32(valid)) {
                 continue;
             }
-            let x_row = u32(src) * p.channels + in_base;
+            let x_row = (row0 + u32(src)) * p.channels + in_base;
             var s = 0.0;
             for (var i = 0u; i < p.group_size; i++) {
                 s = fma(w[w_base + i * p.kernel + k], x[x_row + i], s);
@@ -56,8 +61,8 @@ fn pos_conv_residual(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var j = 0u; j < TILE_T; j++) {
         let t = t0 + j;
         if (t < p.frames) {
-            let idx = t * p.channels + o;
-            y[idx] = x[idx] + gelu(acc[j]);
+            let idx = (row0 + t) * p.channels + o;
+            y[idx] = select(x[idx], x[idx] + gelu(acc[j]), t < valid);
         }
     }
 }

@@ -229,108 +229,147 @@ impl LightHubert {
         self.task_normalize
     }
 
-    /// Runs `subnet` on a batch (placeholder: one utterance at a time).
-    pub fn forward_batch(&self, subnet: &Subnet, waveforms: &[&[f32]], normalize: bool) -> Result<Vec<HiddenStates>> {
-        waveforms.iter().map(|w| self.forward(subnet, w, normalize)).collect()
-    }
-
     /// Runs `subnet` on one waveform (16 kHz mono) and returns every hidden state.
     /// `normalize` applies s3prl's per-utterance normalisation first.
     pub fn forward(&self, subnet: &Subnet, waveform: &[f32], normalize: bool) -> Result<HiddenStates> {
+        let mut out = self.forward_batch(subnet, &[waveform], normalize)?;
+        Ok(out.remove(0))
+    }
+
+    /// Runs `subnet` on several waveforms as one zero-padded batch, in one command stream.
+    /// Every utterance gets exactly the hidden states it gets alone: its own frame count, and
+    /// no padding in its GroupNorm statistics, its positional conv or its attention keys.
+    pub fn forward_batch(&self, subnet: &Subnet, waveforms: &[&[f32]], normalize: bool) -> Result<Vec<HiddenStates>> {
         self.supernet.validate(subnet)?;
         let d = &self.supernet.dims;
-        if let Some(index) = waveform.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFiniteAudio { index });
+        if waveforms.is_empty() {
+            return Ok(Vec::new());
         }
-        let frames = frames_for(d, waveform.len());
-        if frames == 0 {
-            return Err(Error::AudioTooShort { samples: waveform.len(), min: min_samples(d) });
+        for w in waveforms {
+            if let Some(index) = w.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFiniteAudio { index });
+            }
+            if frames_for(d, w.len()) == 0 {
+                return Err(Error::AudioTooShort { samples: w.len(), min: min_samples(d) });
+            }
         }
-        let wave = if normalize { normalize_waveform(waveform) } else { waveform.to_vec() };
         let ctx = &*self.ctx;
         let mut s = CommandStream::new(ctx);
-        let t = frames as u32;
+        let batch = waveforms.len() as u32;
         let e = subnet.embed_dim as u32;
 
-        // 1. Conv feature extractor, frame-major [frames, channels] from the first block on.
-        let mut x = ctx.activation_from("waveform", &wave)?;
-        let mut t_in = wave.len() as u32;
+        // The padded batch: utterance b starts at sample b * longest, zeros after its end.
+        let longest = waveforms.iter().map(|w| w.len()).max().unwrap_or(0);
+        let mut padded = vec![0f32; waveforms.len() * longest];
+        for (b, w) in waveforms.iter().enumerate() {
+            let dst = &mut padded[b * longest..b * longest + w.len()];
+            if normalize {
+                dst.copy_from_slice(&normalize_waveform(w));
+            } else {
+                dst.copy_from_slice(w);
+            }
+        }
+        let frames: Vec<usize> = waveforms.iter().map(|w| frames_for(d, w.len())).collect();
+
+        // 1. Conv feature extractor, frame-major [batch, frames, channels] from the first block
+        //    on. Rows past an utterance's own frames hold finite values that nothing valid reads.
+        let mut x = ctx.activation_from("waveform", &padded)?;
+        let mut lengths_in: Vec<u32> = waveforms.iter().map(|w| w.len() as u32).collect();
+        let mut t_in = longest as u32;
         for (i, block) in self.conv_blocks.iter().enumerate() {
             let spec = block.spec;
             let (ch, cin) = (spec.channels as u32, block.in_channels as u32);
-            let t_out = (t_in - spec.kernel as u32) / spec.stride as u32 + 1;
-            let conv_out = ctx.activation(&format!("conv{i}"), (t_out * ch) as usize)?;
-            let window = LinearInput { x: &x, rows: t_out, depth: spec.kernel as u32 * cin, row_stride: spec.stride as u32 * cin };
+            let (k, stride) = (spec.kernel as u32, spec.stride as u32);
+            let t_out = (t_in - k) / stride + 1;
+            let lengths_out: Vec<u32> = lengths_in.iter().map(|&l| (l - k) / stride + 1).collect();
+            let conv_out = ctx.activation(&format!("conv{i}"), (batch * t_out * ch) as usize)?;
+            let windows = LinearInput::windows(&x, t_out, k * cin, stride * cin, batch, t_in * cin);
             let act = if block.norm.is_none() { Activation::Gelu } else { Activation::None };
-            linear(&mut s, window, block.conv.prefix(), ch, act, &conv_out);
-            x = match (&block.norm, d.extractor_mode) {
-                (None, _) => conv_out,
-                (Some(norm), mode) => {
-                    let normed = ctx.activation(&format!("conv{i}.norm"), (t_out * ch) as usize)?;
-                    match mode {
-                        ExtractorMode::Default => group_norm_time(&mut s, &conv_out, norm.affine(), t_out, ch, true, &normed),
-                        ExtractorMode::LayerNorm => layer_norm(&mut s, &conv_out, None, norm.affine(), t_out, ch, true, &normed),
+            linear(&mut s, windows, block.conv.prefix(), ch, act, &conv_out);
+            x = match &block.norm {
+                None => conv_out,
+                Some(norm) => {
+                    let normed = ctx.activation(&format!("conv{i}.norm"), (batch * t_out * ch) as usize)?;
+                    match d.extractor_mode {
+                        ExtractorMode::Default => {
+                            let lengths = ctx.u32_buffer(&format!("conv{i}.lengths"), &lengths_out)?;
+                            group_norm_time(&mut s, &conv_out, norm.affine(), &lengths, batch, t_out, ch, true, &normed)
+                        }
+                        ExtractorMode::LayerNorm => {
+                            layer_norm(&mut s, &conv_out, None, norm.affine(), batch * t_out, ch, true, &normed)
+                        }
                     }
                     normed
                 }
             };
             t_in = t_out;
+            lengths_in = lengths_out;
         }
+        let t = t_in;
+        let rows = batch * t;
+        let lengths = ctx.u32_buffer("lengths", &lengths_in)?;
 
         // 2. Feature LayerNorm and the projection to the subnet's width: hidden state 0.
         let ch = d.conv_channels as u32;
-        let features = ctx.activation("features", (t * ch) as usize)?;
-        layer_norm(&mut s, &x, None, self.feature_norm.affine(), t, ch, false, &features);
-        let mut states = vec![ctx.activation("hidden.0", (t * e) as usize)?];
-        let features_in = LinearInput { x: &features, rows: t, depth: ch, row_stride: ch };
+        let features = ctx.activation("features", (rows * ch) as usize)?;
+        layer_norm(&mut s, &x, None, self.feature_norm.affine(), rows, ch, false, &features);
+        let mut states = vec![ctx.activation("hidden.0", (rows * e) as usize)?];
+        let features_in = LinearInput::dense(&features, rows, ch);
         linear(&mut s, features_in, self.post_extract_proj.prefix(), e, Activation::None, &states[0]);
 
         // 3. Positional conv with its residual, then the encoder LayerNorm.
         let shape = PosConvShape { embed_full: d.embed as u32, groups: d.pos_conv_groups as u32, kernel: d.pos_conv_kernel as u32 };
-        let with_pos = ctx.activation("pos_conv", (t * e) as usize)?;
-        pos_conv_residual(&mut s, &states[0], &self.pos_conv_weight, &self.pos_conv_bias, shape, t, e, &with_pos);
-        let mut hidden = ctx.activation("encoder_in", (t * e) as usize)?;
-        layer_norm(&mut s, &with_pos, None, self.encoder_norm.affine(), t, e, false, &hidden);
+        let with_pos = ctx.activation("pos_conv", (rows * e) as usize)?;
+        pos_conv_residual(&mut s, &states[0], &self.pos_conv_weight, &self.pos_conv_bias, shape, &lengths, batch, t, e, &with_pos);
+        let mut hidden = ctx.activation("encoder_in", (rows * e) as usize)?;
+        layer_norm(&mut s, &with_pos, None, self.encoder_norm.affine(), rows, e, false, &hidden);
 
         // 4. The kept layers. Scratch buffers are sized for the widest layer and reused.
         let layers = subnet.layers();
         let a_max = layers.iter().map(|l| l.heads as u32 * HEAD_DIM).max().unwrap_or(HEAD_DIM);
         let f_max = layers.iter().map(|l| l.ffn as u32).max().unwrap_or(1);
-        let [q, k, v, ctx_out] = ["q", "k", "v", "attention"].map(|n| ctx.activation(n, (t * a_max) as usize));
-        let (q, k, v, ctx_out) = (q?, k?, v?, ctx_out?);
-        let attn_proj = ctx.activation("out_proj", (t * e) as usize)?;
-        let after_attn = ctx.activation("after_attention", (t * e) as usize)?;
-        let ffn_hidden = ctx.activation("fc1", (t * f_max) as usize)?;
-        let ffn_out = ctx.activation("fc2", (t * e) as usize)?;
-        let lengths = ctx.u32_buffer("lengths", &[t])?;
+        let [q, k, v, heads_out] = ["q", "k", "v", "attention"].map(|n| ctx.activation(n, (rows * a_max) as usize));
+        let (q, k, v, heads_out) = (q?, k?, v?, heads_out?);
+        let attn_proj = ctx.activation("out_proj", (rows * e) as usize)?;
+        let after_attn = ctx.activation("after_attention", (rows * e) as usize)?;
+        let ffn_hidden = ctx.activation("fc1", (rows * f_max) as usize)?;
+        let ffn_out = ctx.activation("fc2", (rows * e) as usize)?;
         for (n, choice) in layers.iter().enumerate() {
             let layer = &self.layers[choice.layer];
             let a = choice.heads as u32 * HEAD_DIM;
             let f = choice.ffn as u32;
-            let x_in = LinearInput { x: &hidden, rows: t, depth: e, row_stride: e };
+            let x_in = LinearInput::dense(&hidden, rows, e);
             linear(&mut s, x_in, layer.q.prefix(), a, Activation::None, &q);
             linear(&mut s, x_in, layer.k.prefix(), a, Activation::None, &k);
             linear(&mut s, x_in, layer.v.prefix(), a, Activation::None, &v);
-            attention(&mut s, &q, &k, &v, &lengths, t, 1, choice.heads as u32, &ctx_out);
-            let heads_in = LinearInput { x: &ctx_out, rows: t, depth: a, row_stride: a };
-            linear(&mut s, heads_in, layer.out.prefix(), e, Activation::None, &attn_proj);
-            layer_norm(&mut s, &hidden, Some(&attn_proj), layer.attn_norm.affine(), t, e, false, &after_attn);
+            attention(&mut s, &q, &k, &v, &lengths, t, batch, choice.heads as u32, &heads_out);
+            linear(&mut s, LinearInput::dense(&heads_out, rows, a), layer.out.prefix(), e, Activation::None, &attn_proj);
+            layer_norm(&mut s, &hidden, Some(&attn_proj), layer.attn_norm.affine(), rows, e, false, &after_attn);
 
             let units = ffn_units(d, subnet.embed_dim, choice.ffn);
-            let ffn_in = LinearInput { x: &after_attn, rows: t, depth: e, row_stride: e };
-            linear(&mut s, ffn_in, layer.fc1.slice(units, IndexMap::PREFIX), f, Activation::Gelu, &ffn_hidden);
-            let ffn_mid = LinearInput { x: &ffn_hidden, rows: t, depth: f, row_stride: f };
-            linear(&mut s, ffn_mid, layer.fc2.slice(IndexMap::PREFIX, units), e, Activation::None, &ffn_out);
-            let out = ctx.activation(&format!("hidden.{}", n + 1), (t * e) as usize)?;
-            layer_norm(&mut s, &after_attn, Some(&ffn_out), layer.final_norm.affine(), t, e, false, &out);
+            let fc1 = layer.fc1.slice(units, IndexMap::PREFIX);
+            linear(&mut s, LinearInput::dense(&after_attn, rows, e), fc1, f, Activation::Gelu, &ffn_hidden);
+            let fc2 = layer.fc2.slice(IndexMap::PREFIX, units);
+            linear(&mut s, LinearInput::dense(&ffn_hidden, rows, f), fc2, e, Activation::None, &ffn_out);
+            let out = ctx.activation(&format!("hidden.{}", n + 1), (rows * e) as usize)?;
+            layer_norm(&mut s, &after_attn, Some(&ffn_out), layer.final_norm.affine(), rows, e, false, &out);
             states.push(out.clone());
             hidden = out;
         }
         s.submit()?;
 
-        let reads: Vec<(&wgpu::Buffer, usize)> = states.iter().map(|b| (b, frames * subnet.embed_dim)).collect();
-        let states = ctx.read_back(&reads)?;
-        Ok(HiddenStates { frames, embed: subnet.embed_dim, states })
+        // 5. Each utterance's own frames of every state, in one readback.
+        let embed = subnet.embed_dim;
+        let ranges: Vec<(&wgpu::Buffer, usize, usize)> = frames
+            .iter()
+            .enumerate()
+            .flat_map(|(b, &n)| states.iter().map(move |st| (st, b * t as usize * embed, n * embed)))
+            .collect();
+        let mut values = ctx.read_back(&ranges)?.into_iter();
+        Ok(frames
+            .iter()
+            .map(|&n| HiddenStates { frames: n, embed, states: values.by_ref().take(states.len()).collect() })
+            .collect())
     }
 }
 

@@ -51,7 +51,7 @@ fn run(ctx: &GpuContext, out: &wgpu::Buffer, len: usize, record: impl FnOnce(&mu
     let mut s = CommandStream::new(ctx);
     record(&mut s);
     s.submit().expect("submit");
-    ctx.read_back(&[(out, len)]).expect("read back").remove(0)
+    ctx.read_back(&[(out, 0, len)]).expect("read back").remove(0)
 }
 
 #[test]
@@ -91,15 +91,16 @@ fn check_extractor(mode: &str, ckpt: &Checkpoint) {
         let normed = ctx.activation("normed", t_out * c).unwrap();
         let norm = norm_key.as_ref().map(|n| (weight(&ctx, ckpt, &format!("{n}.weight")), weight(&ctx, ckpt, &format!("{n}.bias"))));
         let out = if norm.is_some() { &normed } else { &conv_out };
+        let lengths = ctx.u32_buffer("lengths", &[t_out as u32]).unwrap();
         let got = run(&ctx, out, t_out * c, |s| {
             let slice = WeightSlice { weight: &w, bias: bias.as_ref(), row_stride: (k * cin) as u32, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
-            let window = LinearInput { x: &x, rows: t_out as u32, depth: (k * cin) as u32, row_stride: (st * cin) as u32 };
+            let window = LinearInput::windows(&x, t_out as u32, (k * cin) as u32, (st * cin) as u32, 1, 0);
             let act = if norm.is_some() { Activation::None } else { Activation::Gelu };
             linear(s, window, slice, c as u32, act, &conv_out);
             if let Some((g, b)) = &norm {
                 let affine = Affine { gamma: g, beta: b };
                 if mode == "default" {
-                    group_norm_time(s, &conv_out, affine, t_out as u32, c as u32, true, &normed);
+                    group_norm_time(s, &conv_out, affine, &lengths, 1, t_out as u32, c as u32, true, &normed);
                 } else {
                     layer_norm(s, &conv_out, None, affine, t_out as u32, c as u32, true, &normed);
                 }
@@ -167,8 +168,7 @@ fn run_linear(prefix: &str, key: &str, depth: usize, cols: usize, rows_map: Inde
     let y = ctx.activation("y", rows * cols).unwrap();
     let got = run(&ctx, &y, rows * cols, |s| {
         let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
-        let input = LinearInput { x: &xb, rows: rows as u32, depth: depth as u32, row_stride: depth as u32 };
-        linear(s, input, slice, cols as u32, Activation::None, &y);
+        linear(s, LinearInput::dense(&xb, rows as u32, depth as u32), slice, cols as u32, Activation::None, &y);
     });
     assert_close(key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
     // The CPU reference reads the same slice: it must agree with the authors' slicing too.
@@ -211,7 +211,8 @@ fn positional_conv_regroups_for_each_width() {
         let frames = x.len() / e;
         let xb = ctx.activation_from("x", x).unwrap();
         let y = ctx.activation("y", x.len()).unwrap();
-        let got = run(&ctx, &y, x.len(), |s| pos_conv_residual(s, &xb, &wb, &bb, shape, frames as u32, e as u32, &y));
+        let lengths = ctx.u32_buffer("lengths", &[frames as u32]).unwrap();
+        let got = run(&ctx, &y, x.len(), |s| pos_conv_residual(s, &xb, &wb, &bb, shape, &lengths, 1, frames as u32, e as u32, &y));
         assert_close(&key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
         let cpu = pos_conv_residual_cpu(x, &w, &bias, shape, frames, e);
         assert_close(&format!("{key} cpu reference"), &cpu, f.get(&format!("{key}.y")), 1e-7, 2e-6);
@@ -249,14 +250,14 @@ fn attention_matches_reference_with_and_without_padding() {
         let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
         let y = ctx.activation("y", batch * frames * e).unwrap();
         let got = run(&ctx, &y, batch * frames * e, |s| {
-            let input = LinearInput { x: &xb, rows, depth: e as u32, row_stride: e as u32 };
+            let input = LinearInput::dense(&xb, rows, e as u32);
             for ((w, b, stride), dst) in [(&q, &qb), (&k, &kb), (&v, &vb)].map(|(w, d)| (w, d)) {
                 let slice = WeightSlice { weight: w, bias: Some(b), row_stride: *stride, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
                 linear(s, input, slice, a as u32, Activation::None, dst);
             }
             attention(s, &qb, &kb, &vb, &lb, frames as u32, batch as u32, heads as u32, &ab);
             let slice = WeightSlice { weight: &out.0, bias: Some(&out.1), row_stride: out.2, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
-            let heads_in = LinearInput { x: &ab, rows, depth: a as u32, row_stride: a as u32 };
+            let heads_in = LinearInput::dense(&ab, rows, a as u32);
             linear(s, heads_in, slice, e as u32, Activation::None, &y);
         });
         assert_close(&key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
@@ -293,7 +294,7 @@ fn linear_kernel_matches_cpu_reference_on_ragged_shapes() {
     let y = ctx.activation("y", rows * cols).unwrap();
     let got = run(&ctx, &y, rows * cols, |s| {
         let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
-        linear(s, LinearInput { x: &xb, rows: rows as u32, depth: depth as u32, row_stride: 3 }, slice, cols as u32, Activation::Gelu, &y);
+        linear(s, LinearInput::windows(&xb, rows as u32, depth as u32, 3, 1, 0), slice, cols as u32, Activation::Gelu, &y);
     });
     let want = linear_cpu(&x, rows, depth, 3, &w, Some(&b), in_full, rows_map, cols_map, cols, Activation::Gelu);
     assert_close("linear vs cpu", &got, &want, 1e-6, 5e-5);
@@ -319,7 +320,10 @@ fn norm_kernels_match_cpu_reference_on_wide_rows() {
     let x = random_values(11, frames * channels).iter().map(|v| v * 2.0 - 0.7).collect::<Vec<_>>();
     let xb = ctx.activation_from("x", &x).unwrap();
     let y = ctx.activation("y", frames * channels).unwrap();
-    let got = run(&ctx, &y, frames * channels, |s| group_norm_time(s, &xb, Affine { gamma: &gb, beta: &bb }, frames as u32, channels as u32, true, &y));
+    let lengths = ctx.u32_buffer("lengths", &[frames as u32]).unwrap();
+    let got = run(&ctx, &y, frames * channels, |s| {
+        group_norm_time(s, &xb, Affine { gamma: &gb, beta: &bb }, &lengths, 1, frames as u32, channels as u32, true, &y)
+    });
     let want = group_norm_time_cpu(&x, &g, &b, frames, channels, true);
     assert_close("group norm vs cpu", &got, &want, 1e-6, 5e-5);
 }

@@ -215,9 +215,9 @@ impl GpuContext {
         Ok(())
     }
 
-    /// Copies `len` f32 values from the start of each buffer back to the CPU, in one submit.
-    pub fn read_back(&self, buffers: &[(&wgpu::Buffer, usize)]) -> Result<Vec<Vec<f32>>, GpuError> {
-        let total: u64 = buffers.iter().map(|(_, n)| (*n as u64) * 4).sum();
+    /// Copies each (buffer, offset, len) range of f32 values back to the CPU, in one submit.
+    pub fn read_back(&self, ranges: &[(&wgpu::Buffer, usize, usize)]) -> Result<Vec<Vec<f32>>, GpuError> {
+        let total: u64 = ranges.iter().map(|(_, _, n)| (*n as u64) * 4).sum();
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: total.max(4),
@@ -226,10 +226,10 @@ impl GpuContext {
         });
         let mut encoder = self.device.create_command_encoder(&Default::default());
         let mut offset = 0u64;
-        for (buffer, len) in buffers {
+        for (buffer, start, len) in ranges {
             let bytes = (*len as u64) * 4;
             if bytes > 0 {
-                encoder.copy_buffer_to_buffer(buffer, 0, &staging, offset, bytes);
+                encoder.copy_buffer_to_buffer(buffer, (*start as u64) * 4, &staging, offset, bytes);
             }
             offset += bytes;
         }
@@ -248,9 +248,9 @@ impl GpuContext {
             .map_err(|e| GpuError::Readback(e.to_string()))?;
         let data = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
         let all: &[f32] = bytemuck::cast_slice(&data);
-        let mut out = Vec::with_capacity(buffers.len());
+        let mut out = Vec::with_capacity(ranges.len());
         let mut start = 0usize;
-        for (_, len) in buffers {
+        for (_, _, len) in ranges {
             out.push(all[start..start + len].to_vec());
             start += len;
         }

@@ -44,14 +44,30 @@ pub enum Activation {
     Gelu,
 }
 
-/// The input side of a linear layer: `rows` rows of `depth` features, row i starting at
-/// `i * row_stride` (a stride below `depth` makes overlapping conv windows).
+/// The input side of a linear layer: `batch` blocks of `rows` rows of `depth` features; row i
+/// of block b starts at `b * batch_stride + i * row_stride` (a row stride below `depth` makes
+/// overlapping conv windows). The output is `batch` contiguous blocks of [rows, cols].
 #[derive(Debug, Clone, Copy)]
 pub struct LinearInput<'a> {
     pub x: &'a wgpu::Buffer,
     pub rows: u32,
     pub depth: u32,
     pub row_stride: u32,
+    pub batch: u32,
+    pub batch_stride: u32,
+}
+
+impl<'a> LinearInput<'a> {
+    /// A plain [rows, depth] matrix.
+    pub fn dense(x: &'a wgpu::Buffer, rows: u32, depth: u32) -> Self {
+        LinearInput { x, rows, depth, row_stride: depth, batch: 1, batch_stride: 0 }
+    }
+
+    /// Conv windows: row t of utterance b is the `depth` values from
+    /// `b * batch_stride + t * row_stride`.
+    pub fn windows(x: &'a wgpu::Buffer, rows: u32, depth: u32, row_stride: u32, batch: u32, batch_stride: u32) -> Self {
+        LinearInput { x, rows, depth, row_stride, batch, batch_stride }
+    }
 }
 
 #[repr(C)]
@@ -67,13 +83,14 @@ struct LinearParams {
     col_chunk: u32,
     col_chunk_stride: u32,
     flags: u32,
-    _pad: [u32; 2],
+    x_batch_stride: u32,
+    y_batch_stride: u32,
 }
 
 const TILE: u32 = 4;
 const WORKGROUP: u32 = 8;
 
-/// y[rows, cols] = act(x W_s^T + b_s).
+/// y[batch, rows, cols] = act(x W_s^T + b_s).
 pub fn linear(
     stream: &mut CommandStream,
     input: LinearInput,
@@ -93,7 +110,8 @@ pub fn linear(
         col_chunk: w.cols.chunk,
         col_chunk_stride: w.cols.chunk_stride,
         flags: u32::from(w.bias.is_some()) | if act == Activation::Gelu { 2 } else { 0 },
-        _pad: [0; 2],
+        x_batch_stride: input.batch_stride,
+        y_batch_stride: input.rows * cols,
     };
     let empty = stream.context().empty.clone();
     let bias = w.bias.unwrap_or(&empty);
@@ -102,7 +120,7 @@ pub fn linear(
         Kernel::Linear,
         &params,
         &[input.x, w.weight, bias, y],
-        [cols.div_ceil(per_group), input.rows.div_ceil(per_group), 1],
+        [cols.div_ceil(per_group), input.rows.div_ceil(per_group), input.batch.max(1)],
     );
 }
 

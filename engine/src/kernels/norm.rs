@@ -52,12 +52,16 @@ pub fn layer_norm(
     );
 }
 
-/// GroupNorm with one group per channel: each channel of x [frames, channels] normalised over
-/// time, then GELU if asked (the `default` extractor mode's first block).
+/// GroupNorm with one group per channel: each channel of x [batch, frames, channels]
+/// normalised over the first `lengths[b]` frames of its utterance, then GELU if asked (the
+/// `default` extractor mode's first block). `lengths` holds one u32 per utterance.
+#[allow(clippy::too_many_arguments)]
 pub fn group_norm_time(
     stream: &mut CommandStream,
     x: &wgpu::Buffer,
     affine: Affine,
+    lengths: &wgpu::Buffer,
+    batch: u32,
     frames: u32,
     channels: u32,
     gelu: bool,
@@ -67,8 +71,8 @@ pub fn group_norm_time(
     stream.dispatch_bound(
         Kernel::GroupNormTime,
         &NormParams { rows: frames, width: channels, flags: if gelu { FLAG_GELU } else { 0 }, eps: EPS },
-        &[(1, x), (3, affine.gamma), (4, affine.beta), (5, y)],
-        [channels, 1, 1],
+        &[(1, x), (3, affine.gamma), (4, affine.beta), (5, y), (6, lengths)],
+        [channels, batch, 1],
     );
 }
 
@@ -103,7 +107,8 @@ pub fn layer_norm_cpu(
     y
 }
 
-/// CPU reference of [`group_norm_time`].
+
+/// CPU reference of [`group_norm_time`] for one utterance (all frames valid).
 pub fn group_norm_time_cpu(
     x: &[f32],
     gamma: &[f32],

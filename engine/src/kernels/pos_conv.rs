@@ -31,7 +31,8 @@ impl PosConvShape {
     }
 }
 
-/// y = x + GELU(conv(x) + bias) for x [frames, channels], with the full weight-normed weight.
+/// y = x + GELU(conv(x) + bias) for x [batch, frames, channels], with the full weight-normed
+/// weight. Utterance b has `lengths[b]` real frames; the rest count as zero padding.
 #[allow(clippy::too_many_arguments)]
 pub fn pos_conv_residual(
     stream: &mut CommandStream,
@@ -39,6 +40,8 @@ pub fn pos_conv_residual(
     weight: &wgpu::Buffer,
     bias: &wgpu::Buffer,
     shape: PosConvShape,
+    lengths: &wgpu::Buffer,
+    batch: u32,
     frames: u32,
     channels: u32,
     y: &wgpu::Buffer,
@@ -55,8 +58,8 @@ pub fn pos_conv_residual(
     stream.dispatch(
         Kernel::PosConvResidual,
         &params,
-        &[x, weight, bias, y],
-        [channels.div_ceil(64), frames.div_ceil(4), 1],
+        &[x, weight, bias, lengths, y],
+        [channels.div_ceil(64), frames.div_ceil(4), batch],
     );
 }
 
@@ -76,7 +79,7 @@ pub fn weight_norm_dim2(v: &[f32], g: &[f32], kernel: usize) -> Vec<f32> {
         .collect()
 }
 
-/// CPU reference of [`pos_conv_residual`].
+/// CPU reference of [`pos_conv_residual`] for one utterance.
 pub fn pos_conv_residual_cpu(
     x: &[f32],
     weight: &[f32],
