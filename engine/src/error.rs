@@ -22,6 +22,8 @@ pub enum Error {
     BadLayerList(String),
     #[error("hidden state {index} does not exist: this subnet has {available} (0 to {})", available - 1)]
     LayerOutOfRange { index: usize, available: usize },
+    #[error("audio {index} has {samples} samples, too long for this device: its activations exceed the {limit_bytes}-byte buffer limit (split the file)")]
+    TooLongForDevice { index: usize, samples: usize, limit_bytes: u64 },
     #[error("{weights} layer weights given for {states} hidden states")]
     WeightCount { weights: usize, states: usize },
 }

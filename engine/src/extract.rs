@@ -95,17 +95,46 @@ impl LightHubert {
         if waveforms.is_empty() {
             return Ok(Vec::new());
         }
+        self.supernet().validate(subnet)?;
         let indices = options.layers.resolve(subnet.layer_num + 1)?;
         let normalize = options.normalize.unwrap_or_else(|| self.default_normalize());
-        let batch = self.forward_batch(subnet, waveforms, normalize)?;
-        Ok(batch
-            .into_iter()
-            .map(|h| Features {
-                frames: h.frames,
-                embed: h.embed,
-                layer_indices: indices.clone(),
-                states: indices.iter().map(|&i| h.states[i].clone()).collect(),
-            })
-            .collect())
+        let mut out = Vec::with_capacity(waveforms.len());
+        for group in self.split_to_fit(subnet, waveforms)? {
+            for h in self.forward_batch(subnet, group, normalize)? {
+                out.push(Features {
+                    frames: h.frames,
+                    embed: h.embed,
+                    layer_indices: indices.clone(),
+                    states: indices.iter().map(|&i| h.states[i].clone()).collect(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Consecutive runs of waveforms whose padded batch fits the device's limits. Results do
+    /// not depend on the grouping, since every utterance's features are batch-invariant.
+    fn split_to_fit<'w>(&self, subnet: &Subnet, waveforms: &'w [&'w [f32]]) -> Result<Vec<&'w [&'w [f32]]>> {
+        let mut groups = Vec::new();
+        let mut start = 0;
+        while start < waveforms.len() {
+            let first = waveforms[start].len();
+            if !self.fits(subnet, 1, first) {
+                return Err(Error::TooLongForDevice { index: start, samples: first, limit_bytes: self.activation_limit() });
+            }
+            let mut end = start + 1;
+            let mut longest = first;
+            while end < waveforms.len() {
+                let l = longest.max(waveforms[end].len());
+                if !self.fits(subnet, end + 1 - start, l) {
+                    break;
+                }
+                longest = l;
+                end += 1;
+            }
+            groups.push(&waveforms[start..end]);
+            start = end;
+        }
+        Ok(groups)
     }
 }

@@ -72,6 +72,8 @@ pub struct LightHubert {
     pos_conv_bias: wgpu::Buffer,
     encoder_norm: Norm,
     layers: Vec<EncoderLayer>,
+    /// Caps activation buffers below the device's binding limit (tests use it to force splits).
+    activation_limit: Option<u64>,
 }
 
 /// Per-layer features of one utterance: `states[i]` is [frames, embed] row-major. Slot 0 is the
@@ -213,6 +215,7 @@ impl LightHubert {
             pos_conv_bias,
             encoder_norm,
             layers,
+            activation_limit: None,
         })
     }
 
@@ -222,6 +225,46 @@ impl LightHubert {
 
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
+    }
+
+    /// Lowers the largest activation buffer a forward pass may create (never above the
+    /// device's binding limit). `extract` splits batches to stay under it.
+    pub fn set_activation_limit(&mut self, bytes: Option<u64>) {
+        self.activation_limit = bytes;
+    }
+
+    /// The largest activation buffer this model may create, in bytes.
+    pub fn activation_limit(&self) -> u64 {
+        let device = self.ctx.max_binding_bytes();
+        self.activation_limit.map_or(device, |l| l.min(device))
+    }
+
+    /// Whether a forward pass of `batch` utterances padded to `longest` samples stays within
+    /// the buffer and dispatch limits: the sizes below mirror what `forward_batch` allocates.
+    pub fn fits(&self, subnet: &Subnet, batch: usize, longest: usize) -> bool {
+        let d = &self.supernet.dims;
+        let (b, max_groups) = (batch as u64, self.ctx.limits.max_compute_workgroups_per_dimension as u64);
+        // The linear kernel covers 32 rows per workgroup in y.
+        let rows_fit = |rows: u64| rows.div_ceil(32) <= max_groups;
+        let mut largest = b * longest as u64;
+        let mut t = longest as u64;
+        for l in &d.conv_layers {
+            if t < l.kernel as u64 {
+                // Too short for a frame: refused elsewhere as too short, not as too long.
+                return true;
+            }
+            t = (t - l.kernel as u64) / l.stride as u64 + 1;
+            largest = largest.max(b * t * l.channels as u64);
+            if !rows_fit(t) {
+                return false;
+            }
+        }
+        let layers = subnet.layers();
+        let a = layers.iter().map(|l| 64 * l.heads as u64).max().unwrap_or(64);
+        let f = layers.iter().map(|l| l.ffn as u64).max().unwrap_or(1);
+        let widths = [d.conv_channels as u64, subnet.embed_dim as u64, a, f];
+        largest = largest.max(b * t * widths.iter().max().copied().unwrap_or(1));
+        largest * 4 <= self.activation_limit() && rows_fit(b * t)
     }
 
     /// Whether the checkpoint's training normalised waveforms (`cfg.task.normalize`).

@@ -119,3 +119,27 @@ fn too_short_and_non_finite_audio_are_refused() {
     assert!(model.forward(&subnet, &bad, false).unwrap_err().to_string().contains("sample 17"));
     assert!(model.extract(&subnet, &[], &ExtractOptions::default()).unwrap().is_empty());
 }
+
+#[test]
+fn batches_split_to_fit_the_buffer_limit() {
+    let ckpt = Checkpoint::open(fixtures_dir().join("tiny-default.pt")).unwrap();
+    let mut model = LightHubert::load(gpu(), &ckpt).unwrap();
+    let subnet = model.supernet().preset(&lighthubert::Preset::Default);
+    let waves: Vec<Vec<f32>> = [9000usize, 4000, 12000, 700].iter().enumerate().map(|(i, &n)| random_values(20 + i as u64, n)).collect();
+    let refs: Vec<&[f32]> = waves.iter().map(|w| w.as_slice()).collect();
+    let whole = model.extract(&subnet, &refs, &ExtractOptions::default()).unwrap();
+    // Room for about one 12000-sample utterance: the first conv block's output is the largest
+    // activation, (12000 - 10) / 5 + 1 frames of 64 channels.
+    let one = ((12000 - 10) / 5 + 1) * 64 * 4;
+    model.set_activation_limit(Some(one as u64));
+    assert!(model.fits(&subnet, 1, 12000) && !model.fits(&subnet, 2, 12000));
+    let split = model.extract(&subnet, &refs, &ExtractOptions::default()).unwrap();
+    assert_eq!(split, whole, "splitting a batch must not change any result");
+
+    let too_long = random_values(30, 13000);
+    let err = model.extract(&subnet, &[&too_long], &ExtractOptions::default()).unwrap_err();
+    assert!(matches!(err, lighthubert::Error::TooLongForDevice { index: 0, samples: 13000, .. }), "{err}");
+    let short = vec![0.0f32; 100];
+    let err = model.extract(&subnet, &[&short], &ExtractOptions::default()).unwrap_err();
+    assert!(matches!(err, lighthubert::Error::AudioTooShort { .. }), "{err}");
+}

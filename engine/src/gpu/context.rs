@@ -207,8 +207,13 @@ impl GpuContext {
         Ok(buffer)
     }
 
+    /// The largest buffer a kernel can bind on this device.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
     fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
-        let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        let limit = self.max_binding_bytes();
         if bytes > limit {
             return Err(GpuError::BufferTooLarge { what: what.to_string(), bytes, limit });
         }
