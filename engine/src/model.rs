@@ -133,6 +133,11 @@ fn upload_linear(ctx: &GpuContext, ckpt: &Checkpoint, prefix: &str, out: usize, 
 impl LightHubert {
     /// Uploads every tensor inference uses, once, at its full supernet size.
     pub fn load(ctx: Arc<GpuContext>, ckpt: &Checkpoint) -> Result<Self> {
+        let scope = ctx.clone();
+        scope.scoped(|| Self::load_unscoped(ctx, ckpt))
+    }
+
+    fn load_unscoped(ctx: Arc<GpuContext>, ckpt: &Checkpoint) -> Result<Self> {
         let supernet = Supernet::from_config(&ckpt.config)?;
         let d = supernet.dims.clone();
         let c = &*ctx;
@@ -283,6 +288,10 @@ impl LightHubert {
     /// Every utterance gets exactly the hidden states it gets alone: its own frame count, and
     /// no padding in its GroupNorm statistics, its positional conv or its attention keys.
     pub fn forward_batch(&self, subnet: &Subnet, waveforms: &[&[f32]], normalize: bool) -> Result<Vec<HiddenStates>> {
+        self.ctx.scoped(|| self.forward_batch_unscoped(subnet, waveforms, normalize))
+    }
+
+    fn forward_batch_unscoped(&self, subnet: &Subnet, waveforms: &[&[f32]], normalize: bool) -> Result<Vec<HiddenStates>> {
         self.supernet.validate(subnet)?;
         let d = &self.supernet.dims;
         if waveforms.is_empty() {

@@ -7,7 +7,8 @@ use lighthubert::{LightHubert, Preset};
 
 #[test]
 fn switching_across_50_random_subnets_uploads_no_weights() {
-    let ctx = gpu();
+    // A device of its own: the counters must not see other tests' uploads.
+    let ctx = std::sync::Arc::new(lighthubert::gpu::GpuContext::new(&lighthubert::gpu::AdapterChoice::from_env()).unwrap());
     let ckpt = Checkpoint::open(fixtures_dir().join("tiny-default.pt")).unwrap_or_else(|e| panic!("{e}"));
     let before_load = (ctx.counters().weight_buffers_created(), ctx.counters().weight_bytes_uploaded());
     let model = LightHubert::load(ctx.clone(), &ckpt).unwrap_or_else(|e| panic!("{e}"));
@@ -39,4 +40,26 @@ fn switching_across_50_random_subnets_uploads_no_weights() {
     // Nothing leaks from one subnet to the next: the first result comes back bit for bit.
     let again = model.forward(&model.supernet().preset(&Preset::Default), &wave, true).unwrap();
     assert_eq!(first.states, again.states);
+}
+
+#[test]
+fn device_errors_come_back_as_errors_and_the_engine_keeps_working() {
+    use lighthubert::gpu::GpuError;
+    let ctx = gpu();
+    let result: Result<(), GpuError> = ctx.scoped(|| {
+        let _too_big = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("too big"),
+            size: ctx.limits.max_buffer_size.saturating_add(256),
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(())
+    });
+    assert!(matches!(result, Err(GpuError::Device(_))), "{result:?}");
+
+    let ckpt = Checkpoint::open(fixtures_dir().join("tiny-default.pt")).unwrap();
+    let model = LightHubert::load(ctx.clone(), &ckpt).unwrap();
+    let subnet = model.supernet().preset(&Preset::Min);
+    let out = model.forward(&subnet, &random_values(1, 4000), false).expect("the device still runs");
+    assert_eq!(out.frames, (4000 - 400) / 320 + 1);
 }

@@ -1,4 +1,5 @@
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
@@ -67,6 +68,8 @@ pub struct GpuContext {
     counters: Counters,
     /// Bound where a kernel's optional input (a bias, a residual) is absent.
     pub(crate) empty: wgpu::Buffer,
+    /// Errors wgpu reports outside any error scope; wgpu's default handler would panic.
+    uncaptured: Arc<Mutex<Vec<String>>>,
 }
 
 fn device_rank(t: wgpu::DeviceType) -> u8 {
@@ -126,6 +129,13 @@ impl GpuContext {
             adapter: adapter_info.name.clone(),
             reason: e.to_string(),
         })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut errors) = sink.lock() {
+                errors.push(e.to_string());
+            }
+        }));
         let empty = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("empty"),
             size: 16,
@@ -140,7 +150,27 @@ impl GpuContext {
             pipelines: PipelineCache::default(),
             counters: Counters::default(),
             empty,
+            uncaptured,
         })
+    }
+
+    /// Runs `work` inside out-of-memory and validation error scopes, so a device-side failure
+    /// comes back as an error instead of a panic.
+    pub fn scoped<T, E: From<GpuError>>(&self, work: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let result = work();
+        let validation = pollster::block_on(validation.pop());
+        let oom = pollster::block_on(oom.pop());
+        if let Some(e) = oom.or(validation) {
+            return Err(GpuError::Device(e.to_string()).into());
+        }
+        result
+    }
+
+    /// Errors the device reported outside any scope since the last call, oldest first.
+    pub fn take_uncaptured_errors(&self) -> Vec<String> {
+        self.uncaptured.lock().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default()
     }
 
     pub fn counters(&self) -> &Counters {
