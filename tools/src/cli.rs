@@ -1,0 +1,136 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::Format;
+
+/// Run LightHuBERT (the once-for-all HuBERT) subnets on the GPU and extract speech features.
+///
+/// With no command, runs the bundled demo: a tiny test checkpoint with RANDOM weights on a
+/// bundled speech clip (it shows the engine running; its numbers are not speech features).
+#[derive(Debug, Parser)]
+#[command(name = "lighthubert", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Extract hidden states from audio files into .npy or .safetensors files.
+    ///
+    /// Audio: WAV (8/16/24/32-bit PCM, 32-bit float), FLAC, Ogg Vorbis, MP3; channels are
+    /// averaged, other rates resampled to 16 kHz. With no INPUT and no --out, runs the demo
+    /// summary on the bundled clip.
+    Extract(ExtractArgs),
+    /// Describe a checkpoint: config, search space, preset subnets, stored dtypes.
+    Info {
+        /// A LightHuBERT checkpoint (.pt).
+        file: PathBuf,
+    },
+    /// Print a subnet in the authors' JSON format (use it with `extract --subnet FILE`).
+    Subnet(SubnetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// LightHuBERT checkpoint (.pt); without it, the bundled demo checkpoint (random weights).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Subnet: default, min, max, random:SEED, or a JSON file in the authors' format.
+    #[arg(long, value_name = "PRESET|FILE.json", default_value = "default")]
+    pub subnet: String,
+
+    /// Normalise each waveform (zero mean, unit variance) as s3prl does. Default: the
+    /// checkpoint's cfg.task.normalize.
+    #[arg(long, conflicts_with = "no_normalize")]
+    pub normalize: bool,
+
+    /// Do not normalise the waveform.
+    #[arg(long)]
+    pub no_normalize: bool,
+
+    /// Hidden states to keep: `all`, or indices such as 0,4,12 (0 = post_extract_proj output,
+    /// i = output of the i-th kept layer).
+    #[arg(long, value_name = "all|0,4,12", default_value = "all")]
+    pub layers: String,
+
+    /// Output format; default: the --out file's extension, else npy.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// Utterances per GPU batch.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+
+    /// Overwrite existing output files.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Output file (one input, .npy or .safetensors) or directory (created if missing); each
+    /// input writes <dir>/<input stem>.<ext>.
+    #[arg(long, short, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+
+    /// Audio files.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+}
+
+impl ExtractArgs {
+    pub fn normalize(&self) -> Option<bool> {
+        match (self.normalize, self.no_normalize) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The arguments of a bare `lighthubert`.
+    pub fn demo() -> Self {
+        ExtractArgs {
+            checkpoint: None,
+            subnet: "default".into(),
+            normalize: false,
+            no_normalize: false,
+            layers: "all".into(),
+            format: None,
+            batch_size: 8,
+            force: false,
+            out: None,
+            inputs: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Space {
+    /// lighthubert_small.pt's space (Supernet-Small.yaml).
+    Small,
+    /// lighthubert_base.pt's and lighthubert_stage1.pt's space (Supernet-Base.yaml).
+    Base,
+    /// The bundled demo checkpoint's (narrow test) space.
+    Demo,
+}
+
+#[derive(Debug, Args)]
+pub struct SubnetArgs {
+    /// default, min, max or random:SEED (or, with --checkpoint, a JSON file to check).
+    #[arg(value_name = "PRESET")]
+    pub preset: String,
+
+    /// Take the search space (and the `default` rule) from this checkpoint, and validate.
+    #[arg(long, value_name = "FILE", conflicts_with = "space")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// The search space to draw from when no --checkpoint is given.
+    #[arg(long, value_enum, default_value = "small")]
+    pub space: Space,
+
+    /// Print the JSON on several indented lines.
+    #[arg(long)]
+    pub pretty: bool,
+}

@@ -1,0 +1,17 @@
+//! The `lighthubert` program as a library: the binary in `bin/lighthubert.rs` only parses the
+//! command line and prints errors.
+//!
+//! [`audio`] reads WAV/FLAC/Ogg Vorbis/MP3 into mono, [`resample`] brings it to 16 kHz,
+//! [`output`] plans and atomically writes `.npy` ([`npy`]) and `.safetensors` files, and
+//! [`commands`] runs `extract`, `info`, `subnet` and the bundled demo ([`bundled`]).
+
+pub mod audio;
+pub mod bundled;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod npy;
+pub mod output;
+pub mod resample;
+
+pub use error::CliError;
