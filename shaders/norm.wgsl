@@ -1,6 +1,7 @@
 // Normalisations: LayerNorm over a frame's channels (optionally after a residual add and
-// before a GELU), and GroupNorm with one group per channel, over time, then GELU.
-// Both take statistics in two passes (mean, then squared deviations) to match the
+// before a GELU), in a cooperative and a row-per-invocation form, and GroupNorm with one
+// group per channel, over time, then GELU.
+// All take statistics in two passes (mean, then squared deviations) to match the
 // reference's accuracy. Needs the gelu.wgsl prelude.
 
 struct NormParams {
@@ -14,6 +15,8 @@ struct NormParams {
 const FLAG_RESIDUAL: u32 = 1u;
 const FLAG_GELU: u32 = 2u;
 const WG: u32 = 256u;
+const LN_LANES: u32 = 64u;
+const LN_ROWS: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: NormParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -26,16 +29,19 @@ const WG: u32 = 256u;
 
 var<workgroup> partial: array<f32, WG>;
 
-fn workgroup_sum(v: f32, lid: u32) -> f32 {
-    partial[lid] = v;
+// Tree sum over `width` consecutive invocations starting at `first`. Barriers are the cost
+// here (on CPU implementations especially): LayerNorm runs 4 rows of 64 invocations per
+// workgroup, so each barrier serves four rows.
+fn workgroup_sum(v: f32, first: u32, lane: u32, width: u32) -> f32 {
+    partial[first + lane] = v;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            partial[lid] += partial[lid + s];
+    for (var s = width / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            partial[first + lane] += partial[first + lane + s];
         }
         workgroupBarrier();
     }
-    let total = partial[0];
+    let total = partial[first];
     workgroupBarrier();
     return total;
 }
@@ -47,30 +53,66 @@ fn input_at(i: u32) -> f32 {
     return x[i];
 }
 
-// One workgroup per row; gamma and beta are the first `width` entries of the full tensors.
-@compute @workgroup_size(256)
+// 64 invocations per row, 4 rows per workgroup; gamma and beta are the first `width` entries
+// of the full tensors.
+@compute @workgroup_size(64, 4)
 fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) groups: vec3<u32>,
-              @builtin(local_invocation_id) lid3: vec3<u32>) {
-    let row = wid.y * groups.x + wid.x;
-    if (row >= p.rows) {
-        return;
-    }
-    let lid = lid3.x;
-    let base = row * p.width;
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    // Rows past the end still take part in every barrier; they only skip the writes.
+    let row = (wid.y * groups.x + wid.x) * LN_ROWS + lid.y;
+    let live = row < p.rows;
+    let lane = lid.x;
+    let first = lid.y * LN_LANES;
+    let base = min(row, p.rows - 1u) * p.width;
     let n = f32(p.width);
     var s = 0.0;
-    for (var c = lid; c < p.width; c += WG) {
+    for (var c = lane; c < p.width; c += LN_LANES) {
         s += input_at(base + c);
     }
-    let mean = workgroup_sum(s, lid) / n;
+    let mean = workgroup_sum(s, first, lane, LN_LANES) / n;
     var q = 0.0;
-    for (var c = lid; c < p.width; c += WG) {
+    for (var c = lane; c < p.width; c += LN_LANES) {
         let d = input_at(base + c) - mean;
         q += d * d;
     }
-    let inv_std = inverseSqrt(workgroup_sum(q, lid) / n + p.eps);
-    for (var c = lid; c < p.width; c += WG) {
+    let inv_std = inverseSqrt(workgroup_sum(q, first, lane, LN_LANES) / n + p.eps);
+    if (!live) {
+        return;
+    }
+    for (var c = lane; c < p.width; c += LN_LANES) {
+        var v = (input_at(base + c) - mean) * inv_std * gamma[c] + beta[c];
+        if ((p.flags & FLAG_GELU) != 0u) {
+            v = gelu(v);
+        }
+        y[base + c] = v;
+    }
+}
+
+// One invocation per row and no barriers: what CPU implementations (lavapipe) run fastest,
+// since their barriers cost per invocation. GPUs get `layer_norm` above.
+@compute @workgroup_size(64)
+fn layer_norm_rowwise(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = (wid.y * groups.x + wid.x) * 64u + lid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.width;
+    let n = f32(p.width);
+    var s = 0.0;
+    for (var c = 0u; c < p.width; c++) {
+        s += input_at(base + c);
+    }
+    let mean = s / n;
+    var q = 0.0;
+    for (var c = 0u; c < p.width; c++) {
+        let d = input_at(base + c) - mean;
+        q += d * d;
+    }
+    let inv_std = inverseSqrt(q / n + p.eps);
+    for (var c = 0u; c < p.width; c++) {
         var v = (input_at(base + c) - mean) * inv_std * gamma[c] + beta[c];
         if ((p.flags & FLAG_GELU) != 0u) {
             v = gelu(v);
@@ -97,13 +139,13 @@ fn group_norm_time(@builtin(workgroup_id) wid: vec3<u32>,
     for (var t = lid; t < valid; t += WG) {
         s += x[base + t * p.width];
     }
-    let mean = workgroup_sum(s, lid) / n;
+    let mean = workgroup_sum(s, 0u, lid, WG) / n;
     var q = 0.0;
     for (var t = lid; t < valid; t += WG) {
         let d = x[base + t * p.width] - mean;
         q += d * d;
     }
-    let inv_std = inverseSqrt(workgroup_sum(q, lid) / n + p.eps);
+    let inv_std = inverseSqrt(workgroup_sum(q, 0u, lid, WG) / n + p.eps);
     for (var t = lid; t < p.rows; t += WG) {
         let i = base + t * p.width;
         var v = (x[i] - mean) * inv_std * gamma[ch] + beta[ch];

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::{Checkpoint, ExtractorMode};
 use crate::error::{Error, Result};
-use crate::gpu::{CommandStream, GpuContext};
+use crate::gpu::{CommandStream, GpuContext, Profile};
 use crate::kernels::attention::{attention, HEAD_DIM};
 use crate::kernels::linear::{conv_weight_frame_major, linear, Activation, IndexMap, LinearInput, WeightSlice};
 use crate::kernels::norm::{group_norm_time, layer_norm, Affine};
@@ -83,6 +83,16 @@ pub struct HiddenStates {
     pub frames: usize,
     pub embed: usize,
     pub states: Vec<Vec<f32>>,
+}
+
+/// A queued forward pass: where its hidden states will be.
+struct Recorded {
+    /// One [batch, padded_frames, embed] buffer per hidden state.
+    states: Vec<wgpu::Buffer>,
+    /// Each utterance's own frame count.
+    frames: Vec<usize>,
+    padded_frames: usize,
+    embed: usize,
 }
 
 /// Frames the conv feature extractor makes from `samples` samples (0 when too short).
@@ -292,11 +302,29 @@ impl LightHubert {
     }
 
     fn forward_batch_unscoped(&self, subnet: &Subnet, waveforms: &[&[f32]], normalize: bool) -> Result<Vec<HiddenStates>> {
-        self.supernet.validate(subnet)?;
-        let d = &self.supernet.dims;
         if waveforms.is_empty() {
             return Ok(Vec::new());
         }
+        let mut s = CommandStream::new(&self.ctx);
+        let recorded = self.record(&mut s, subnet, waveforms, normalize)?;
+        s.submit()?;
+        self.read_states(&recorded)
+    }
+
+    /// Times every dispatch of one forward pass of `subnet` on `waveform` (see
+    /// [`CommandStream::submit_profiled`]). Run a normal forward first so pipelines are built.
+    pub fn profile(&self, subnet: &Subnet, waveform: &[f32], normalize: bool) -> Result<Profile> {
+        self.ctx.scoped(|| {
+            let mut s = CommandStream::new(&self.ctx);
+            self.record(&mut s, subnet, &[waveform], normalize)?;
+            Ok(s.submit_profiled()?)
+        })
+    }
+
+    /// Queues the whole forward pass of a batch on `s`.
+    fn record(&self, s: &mut CommandStream, subnet: &Subnet, waveforms: &[&[f32]], normalize: bool) -> Result<Recorded> {
+        self.supernet.validate(subnet)?;
+        let d = &self.supernet.dims;
         for w in waveforms {
             if let Some(index) = w.iter().position(|v| !v.is_finite()) {
                 return Err(Error::NonFiniteAudio { index });
@@ -306,7 +334,6 @@ impl LightHubert {
             }
         }
         let ctx = &*self.ctx;
-        let mut s = CommandStream::new(ctx);
         let batch = waveforms.len() as u32;
         let e = subnet.embed_dim as u32;
 
@@ -329,6 +356,7 @@ impl LightHubert {
         let mut lengths_in: Vec<u32> = waveforms.iter().map(|w| w.len() as u32).collect();
         let mut t_in = longest as u32;
         for (i, block) in self.conv_blocks.iter().enumerate() {
+            s.scope(format!("conv {i}"));
             let spec = block.spec;
             let (ch, cin) = (spec.channels as u32, block.in_channels as u32);
             let (k, stride) = (spec.kernel as u32, spec.stride as u32);
@@ -337,7 +365,7 @@ impl LightHubert {
             let conv_out = ctx.activation(&format!("conv{i}"), (batch * t_out * ch) as usize)?;
             let windows = LinearInput::windows(&x, t_out, k * cin, stride * cin, batch, t_in * cin);
             let act = if block.norm.is_none() { Activation::Gelu } else { Activation::None };
-            linear(&mut s, windows, block.conv.prefix(), ch, act, &conv_out);
+            linear(s, windows, block.conv.prefix(), ch, act, &conv_out);
             x = match &block.norm {
                 None => conv_out,
                 Some(norm) => {
@@ -345,10 +373,10 @@ impl LightHubert {
                     match d.extractor_mode {
                         ExtractorMode::Default => {
                             let lengths = ctx.u32_buffer(&format!("conv{i}.lengths"), &lengths_out)?;
-                            group_norm_time(&mut s, &conv_out, norm.affine(), &lengths, batch, t_out, ch, true, &normed)
+                            group_norm_time(s, &conv_out, norm.affine(), &lengths, batch, t_out, ch, true, &normed)
                         }
                         ExtractorMode::LayerNorm => {
-                            layer_norm(&mut s, &conv_out, None, norm.affine(), batch * t_out, ch, true, &normed)
+                            layer_norm(s, &conv_out, None, norm.affine(), batch * t_out, ch, true, &normed)
                         }
                     }
                     normed
@@ -362,19 +390,21 @@ impl LightHubert {
         let lengths = ctx.u32_buffer("lengths", &lengths_in)?;
 
         // 2. Feature LayerNorm and the projection to the subnet's width: hidden state 0.
+        s.scope("features");
         let ch = d.conv_channels as u32;
         let features = ctx.activation("features", (rows * ch) as usize)?;
-        layer_norm(&mut s, &x, None, self.feature_norm.affine(), rows, ch, false, &features);
+        layer_norm(s, &x, None, self.feature_norm.affine(), rows, ch, false, &features);
         let mut states = vec![ctx.activation("hidden.0", (rows * e) as usize)?];
         let features_in = LinearInput::dense(&features, rows, ch);
-        linear(&mut s, features_in, self.post_extract_proj.prefix(), e, Activation::None, &states[0]);
+        linear(s, features_in, self.post_extract_proj.prefix(), e, Activation::None, &states[0]);
 
         // 3. Positional conv with its residual, then the encoder LayerNorm.
+        s.scope("pos_conv");
         let shape = PosConvShape { embed_full: d.embed as u32, groups: d.pos_conv_groups as u32, kernel: d.pos_conv_kernel as u32 };
         let with_pos = ctx.activation("pos_conv", (rows * e) as usize)?;
-        pos_conv_residual(&mut s, &states[0], &self.pos_conv_weight, &self.pos_conv_bias, shape, &lengths, batch, t, e, &with_pos);
+        pos_conv_residual(s, &states[0], &self.pos_conv_weight, &self.pos_conv_bias, shape, &lengths, batch, t, e, &with_pos);
         let mut hidden = ctx.activation("encoder_in", (rows * e) as usize)?;
-        layer_norm(&mut s, &with_pos, None, self.encoder_norm.affine(), rows, e, false, &hidden);
+        layer_norm(s, &with_pos, None, self.encoder_norm.affine(), rows, e, false, &hidden);
 
         // 4. The kept layers. Scratch buffers are sized for the widest layer and reused.
         let layers = subnet.layers();
@@ -387,40 +417,43 @@ impl LightHubert {
         let ffn_hidden = ctx.activation("fc1", (rows * f_max) as usize)?;
         let ffn_out = ctx.activation("fc2", (rows * e) as usize)?;
         for (n, choice) in layers.iter().enumerate() {
+            s.scope(format!("layer {}", n + 1));
             let layer = &self.layers[choice.layer];
             let a = choice.heads as u32 * HEAD_DIM;
             let f = choice.ffn as u32;
             let x_in = LinearInput::dense(&hidden, rows, e);
-            linear(&mut s, x_in, layer.q.prefix(), a, Activation::None, &q);
-            linear(&mut s, x_in, layer.k.prefix(), a, Activation::None, &k);
-            linear(&mut s, x_in, layer.v.prefix(), a, Activation::None, &v);
-            attention(&mut s, &q, &k, &v, &lengths, t, batch, choice.heads as u32, &heads_out);
-            linear(&mut s, LinearInput::dense(&heads_out, rows, a), layer.out.prefix(), e, Activation::None, &attn_proj);
-            layer_norm(&mut s, &hidden, Some(&attn_proj), layer.attn_norm.affine(), rows, e, false, &after_attn);
+            linear(s, x_in, layer.q.prefix(), a, Activation::None, &q);
+            linear(s, x_in, layer.k.prefix(), a, Activation::None, &k);
+            linear(s, x_in, layer.v.prefix(), a, Activation::None, &v);
+            attention(s, &q, &k, &v, &lengths, t, batch, choice.heads as u32, &heads_out);
+            linear(s, LinearInput::dense(&heads_out, rows, a), layer.out.prefix(), e, Activation::None, &attn_proj);
+            layer_norm(s, &hidden, Some(&attn_proj), layer.attn_norm.affine(), rows, e, false, &after_attn);
 
             let units = ffn_units(d, subnet.embed_dim, choice.ffn);
             let fc1 = layer.fc1.slice(units, IndexMap::PREFIX);
-            linear(&mut s, LinearInput::dense(&after_attn, rows, e), fc1, f, Activation::Gelu, &ffn_hidden);
+            linear(s, LinearInput::dense(&after_attn, rows, e), fc1, f, Activation::Gelu, &ffn_hidden);
             let fc2 = layer.fc2.slice(IndexMap::PREFIX, units);
-            linear(&mut s, LinearInput::dense(&ffn_hidden, rows, f), fc2, e, Activation::None, &ffn_out);
+            linear(s, LinearInput::dense(&ffn_hidden, rows, f), fc2, e, Activation::None, &ffn_out);
             let out = ctx.activation(&format!("hidden.{}", n + 1), (rows * e) as usize)?;
-            layer_norm(&mut s, &after_attn, Some(&ffn_out), layer.final_norm.affine(), rows, e, false, &out);
+            layer_norm(s, &after_attn, Some(&ffn_out), layer.final_norm.affine(), rows, e, false, &out);
             states.push(out.clone());
             hidden = out;
         }
-        s.submit()?;
+        Ok(Recorded { states, frames, padded_frames: t as usize, embed: subnet.embed_dim })
+    }
 
-        // 5. Each utterance's own frames of every state, in one readback.
-        let embed = subnet.embed_dim;
-        let ranges: Vec<(&wgpu::Buffer, usize, usize)> = frames
+    /// Each utterance's own frames of every state, in one readback.
+    fn read_states(&self, r: &Recorded) -> Result<Vec<HiddenStates>> {
+        let ranges: Vec<(&wgpu::Buffer, usize, usize)> = r
+            .frames
             .iter()
             .enumerate()
-            .flat_map(|(b, &n)| states.iter().map(move |st| (st, b * t as usize * embed, n * embed)))
+            .flat_map(|(b, &n)| r.states.iter().map(move |st| (st, b * r.padded_frames * r.embed, n * r.embed)))
             .collect();
-        let mut values = ctx.read_back(&ranges)?.into_iter();
-        Ok(frames
+        let mut values = self.ctx.read_back(&ranges)?.into_iter();
+        Ok(r.frames
             .iter()
-            .map(|&n| HiddenStates { frames: n, embed, states: values.by_ref().take(states.len()).collect() })
+            .map(|&n| HiddenStates { frames: n, embed: r.embed, states: values.by_ref().take(r.states.len()).collect() })
             .collect())
     }
 }

@@ -10,7 +10,7 @@ use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{CommandStream, GpuContext};
 use lighthubert::kernels::attention::{attention, attention_cpu};
 use lighthubert::kernels::linear::{conv_weight_frame_major, linear, linear_cpu, Activation, IndexMap, LinearInput, WeightSlice};
-use lighthubert::kernels::norm::{group_norm_time, group_norm_time_cpu, layer_norm, layer_norm_cpu, Affine};
+use lighthubert::kernels::norm::{group_norm_time, group_norm_time_cpu, layer_norm, layer_norm_as, layer_norm_cpu, Affine, LayerNormForm};
 use lighthubert::kernels::pointwise::{gelu_cpu, gelu_inplace};
 use lighthubert::kernels::pos_conv::{pos_conv_residual, pos_conv_residual_cpu, weight_norm_dim2, PosConvShape};
 use lighthubert::model::ffn_units;
@@ -131,11 +131,14 @@ fn run_layer_norm(prefix: &str, key: &str, width: usize, residual: bool) {
     let xb = ctx.activation_from("x", x).unwrap();
     let rb = residual.then(|| ctx.activation_from("r", f.get(&format!("{key}.residual"))).unwrap());
     let (g, b) = (weight(&ctx, ckpt, &format!("{prefix}.weight")), weight(&ctx, ckpt, &format!("{prefix}.bias")));
-    let y = ctx.activation("y", x.len()).unwrap();
-    let got = run(&ctx, &y, x.len(), |s| {
-        layer_norm(s, &xb, rb.as_ref(), Affine { gamma: &g, beta: &b }, rows as u32, width as u32, false, &y)
-    });
-    assert_close(key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
+    // Both forms, whichever the adapter would pick.
+    for form in [LayerNormForm::Cooperative, LayerNormForm::Rowwise] {
+        let y = ctx.activation("y", x.len()).unwrap();
+        let got = run(&ctx, &y, x.len(), |s| {
+            layer_norm_as(s, form, &xb, rb.as_ref(), Affine { gamma: &g, beta: &b }, rows as u32, width as u32, false, &y)
+        });
+        assert_close(&format!("{key} {form:?}"), &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
+    }
 }
 
 #[test]
@@ -303,18 +306,22 @@ fn linear_kernel_matches_cpu_reference_on_ragged_shapes() {
 #[test]
 fn norm_kernels_match_cpu_reference_on_wide_rows() {
     let ctx = gpu();
-    // Wider than one workgroup, so every thread strides.
-    let (rows, width) = (5usize, 700usize);
+    // Wider than the 64 lanes of a row, and a row count that leaves a workgroup part-empty.
+    let (rows, width) = (7usize, 700usize);
     let x = random_values(7, rows * width).iter().map(|v| v * 3.0 + 1.5).collect::<Vec<_>>();
     let r = random_values(8, rows * width);
     let g = random_values(9, 768);
     let b = random_values(10, 768);
     let (xb, rb) = (ctx.activation_from("x", &x).unwrap(), ctx.activation_from("r", &r).unwrap());
     let (gb, bb) = (ctx.upload_weight("g", &g).unwrap(), ctx.upload_weight("b", &b).unwrap());
-    let y = ctx.activation("y", rows * width).unwrap();
-    let got = run(&ctx, &y, rows * width, |s| layer_norm(s, &xb, Some(&rb), Affine { gamma: &gb, beta: &bb }, rows as u32, width as u32, true, &y));
     let want = layer_norm_cpu(&x, Some(&r), &g, &b, rows, width, true);
-    assert_close("layer norm vs cpu", &got, &want, 1e-6, 5e-5);
+    for form in [LayerNormForm::Cooperative, LayerNormForm::Rowwise] {
+        let y = ctx.activation("y", rows * width).unwrap();
+        let got = run(&ctx, &y, rows * width, |s| {
+            layer_norm_as(s, form, &xb, Some(&rb), Affine { gamma: &gb, beta: &bb }, rows as u32, width as u32, true, &y)
+        });
+        assert_close(&format!("layer norm vs cpu, {form:?}"), &got, &want, 1e-6, 5e-5);
+    }
 
     let (frames, channels) = (600usize, 7usize);
     let x = random_values(11, frames * channels).iter().map(|v| v * 2.0 - 0.7).collect::<Vec<_>>();

@@ -32,6 +32,39 @@ pub enum Command {
     },
     /// Print a subnet in the authors' JSON format (use it with `extract --subnet FILE`).
     Subnet(SubnetArgs),
+    /// Time every GPU dispatch of one forward pass: a table per kernel (calls, time, share,
+    /// GFLOP/s, GB/s) and a Chrome trace that Perfetto opens.
+    Profile(ProfileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// LightHuBERT checkpoint (.pt); without it, the bundled demo checkpoint (random weights).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Subnet: default, min, max, random:SEED, or a JSON file in the authors' format.
+    #[arg(long, value_name = "PRESET|FILE.json", default_value = "default")]
+    pub subnet: String,
+
+    /// Seconds of synthetic audio to run, when no INPUT is given.
+    #[arg(long, value_name = "S", default_value_t = 4.0)]
+    pub seconds: f64,
+
+    /// Profiled runs after one warm-up; the table shows the run with the median total.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub runs: usize,
+
+    /// Write the Chrome trace (JSON) here.
+    #[arg(long, value_name = "FILE.json")]
+    pub trace: Option<PathBuf>,
+
+    /// Overwrite an existing trace file.
+    #[arg(long)]
+    pub force: bool,
+
+    /// An audio file to run instead of synthetic audio.
+    pub input: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

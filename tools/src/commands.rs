@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Some(Command::Extract(args)) => extract(args),
         Some(Command::Info { file }) => info(&file),
         Some(Command::Subnet(args)) => subnet(args),
+        Some(Command::Profile(args)) => crate::profile::profile(args),
     }
 }
 
@@ -97,7 +98,7 @@ fn resolve_layers(spec: &str, subnet: &Subnet) -> Result<(LayerSelection, Vec<us
     Ok((selection, indices))
 }
 
-fn open_gpu() -> Result<Arc<GpuContext>, CliError> {
+pub(crate) fn open_gpu() -> Result<Arc<GpuContext>, CliError> {
     Ok(Arc::new(GpuContext::new(&AdapterChoice::from_env())?))
 }
 

@@ -3,7 +3,8 @@
 //!
 //! [`audio`] reads WAV/FLAC/Ogg Vorbis/MP3 into mono, [`resample`] brings it to 16 kHz,
 //! [`output`] plans and atomically writes `.npy` ([`npy`]) and `.safetensors` files, and
-//! [`commands`] runs `extract`, `info`, `subnet` and the bundled demo ([`bundled`]).
+//! [`commands`] runs `extract`, `info`, `subnet` and the bundled demo ([`bundled`]), and
+//! [`profile`] times every dispatch of a forward pass.
 
 pub mod audio;
 pub mod bundled;
@@ -12,6 +13,7 @@ pub mod commands;
 pub mod error;
 pub mod npy;
 pub mod output;
+pub mod profile;
 pub mod resample;
 
 pub use error::CliError;

@@ -561,3 +561,25 @@ fn no_arguments_runs_the_demo() {
     }
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 }
+
+#[test]
+fn profile_prints_a_kernel_table_and_writes_a_chrome_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.json");
+    let o = lighthubert(&[&"profile", &"--seconds", &"0.5", &"--runs", &"1", &"--trace", &trace]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    for kernel in ["linear", "layer_norm", "attention", "pos_conv_residual"] {
+        assert!(out.contains(&format!("| {kernel}")), "no row for {kernel}:\n{out}");
+    }
+    assert!(out.contains("GFLOP/s") && out.contains("| **all** |"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let events = json["traceEvents"].as_array().expect("traceEvents");
+    assert!(events.len() > 50, "one event per dispatch");
+    assert!(events.iter().all(|e| e["ph"] == "X" && e["dur"].as_f64().is_some_and(|d| d >= 0.0)));
+    assert!(events.iter().any(|e| e["args"]["stage"] == "layer 1"));
+
+    // An existing trace is kept unless --force.
+    let o = lighthubert(&[&"profile", &"--seconds", &"0.5", &"--runs", &"1", &"--trace", &trace]);
+    assert_one_line_error(&o, "trace.json", "already exists");
+}

@@ -119,9 +119,11 @@ impl GpuContext {
         let adapter_info = adapter.get_info();
         // Ask for everything the adapter can do: large storage bindings matter for long audio.
         let limits = adapter.limits();
+        // Timestamps only serve the profiler; take them where offered.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lighthubert"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             ..Default::default()
         }))

@@ -3,11 +3,13 @@
 
 mod context;
 mod pipelines;
+mod profile;
 mod stream;
 
 pub use context::{AdapterChoice, Counters, GpuContext};
 pub use pipelines::{Kernel, ShaderFile, SHADER_FILES};
-pub use stream::CommandStream;
+pub use profile::{DispatchTiming, KernelSummary, Profile};
+pub use stream::{CommandStream, Cost};
 
 use thiserror::Error;
 

@@ -18,6 +18,7 @@ pub enum Kernel {
     Gelu,
     Linear,
     LayerNorm,
+    LayerNormRowwise,
     GroupNormTime,
     PosConvResidual,
     Attention,
@@ -57,10 +58,11 @@ pub const SHADER_FILES: &[ShaderFile] = &[
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 7] = [
         Kernel::Gelu,
         Kernel::Linear,
         Kernel::LayerNorm,
+        Kernel::LayerNormRowwise,
         Kernel::GroupNormTime,
         Kernel::PosConvResidual,
         Kernel::Attention,
@@ -70,7 +72,7 @@ impl Kernel {
         let name = match self {
             Kernel::Gelu => "pointwise.wgsl",
             Kernel::Linear => "linear.wgsl",
-            Kernel::LayerNorm | Kernel::GroupNormTime => "norm.wgsl",
+            Kernel::LayerNorm | Kernel::LayerNormRowwise | Kernel::GroupNormTime => "norm.wgsl",
             Kernel::PosConvResidual => "pos_conv.wgsl",
             Kernel::Attention => "attention.wgsl",
         };
@@ -82,6 +84,7 @@ impl Kernel {
             Kernel::Gelu => "gelu_inplace",
             Kernel::Linear => "linear",
             Kernel::LayerNorm => "layer_norm",
+            Kernel::LayerNormRowwise => "layer_norm_rowwise",
             Kernel::GroupNormTime => "group_norm_time",
             Kernel::PosConvResidual => "pos_conv_residual",
             Kernel::Attention => "attention",

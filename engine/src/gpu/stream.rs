@@ -1,10 +1,23 @@
+use std::time::Instant;
+
 use super::pipelines::Kernel;
+use super::profile::{DispatchTiming, Profile};
 use super::{GpuContext, GpuError};
+
+/// What a dispatch costs, for the profiler: floating-point operations and bytes of weights and
+/// activations it reads and writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cost {
+    pub flops: f64,
+    pub bytes: f64,
+}
 
 /// One dispatch waiting to be recorded: its parameters live at `params_offset` in the
 /// stream's single uniform buffer.
 struct Dispatch {
     kernel: Kernel,
+    label: String,
+    cost: Cost,
     params_offset: u64,
     params_size: u64,
     buffers: Vec<(u32, wgpu::Buffer)>,
@@ -18,11 +31,24 @@ pub struct CommandStream<'a> {
     ctx: &'a GpuContext,
     params: Vec<u8>,
     dispatches: Vec<Dispatch>,
+    scope: String,
+}
+
+/// Bound resources of the dispatches, ready to record.
+struct Prepared {
+    _params: wgpu::Buffer,
+    bind_groups: Vec<wgpu::BindGroup>,
+    pipelines: Vec<wgpu::ComputePipeline>,
 }
 
 impl<'a> CommandStream<'a> {
     pub fn new(ctx: &'a GpuContext) -> Self {
-        CommandStream { ctx, params: Vec::new(), dispatches: Vec::new() }
+        CommandStream { ctx, params: Vec::new(), dispatches: Vec::new(), scope: String::new() }
+    }
+
+    /// Names the dispatches queued from now on (`layer 3`, `conv 0`, ...), for profiles.
+    pub fn scope(&mut self, label: impl Into<String>) {
+        self.scope = label.into();
     }
 
     /// Queues `kernel` with a uniform at binding 0 and `buffers` at bindings 1, 2, ...
@@ -53,11 +79,20 @@ impl<'a> CommandStream<'a> {
         self.params.extend_from_slice(bytemuck::bytes_of(params));
         self.dispatches.push(Dispatch {
             kernel,
+            label: self.scope.clone(),
+            cost: Cost::default(),
             params_offset: offset as u64,
             params_size: std::mem::size_of::<P>() as u64,
             buffers: buffers.iter().map(|(i, b)| (*i, (*b).clone())).collect(),
             workgroups,
         });
+    }
+
+    /// Records what the most recent dispatch costs (kernel wrappers call this).
+    pub fn cost(&mut self, flops: f64, bytes: f64) {
+        if let Some(d) = self.dispatches.last_mut() {
+            d.cost = Cost { flops, bytes };
+        }
     }
 
     pub fn limits(&self) -> &wgpu::Limits {
@@ -76,8 +111,7 @@ impl<'a> CommandStream<'a> {
         self.dispatches.is_empty()
     }
 
-    /// Records and submits everything queued.
-    pub fn submit(self) -> Result<wgpu::SubmissionIndex, GpuError> {
+    fn prepare(&self) -> Prepared {
         let ctx = self.ctx;
         let device = &ctx.device;
         let params = device.create_buffer(&wgpu::BufferDescriptor {
@@ -110,17 +144,19 @@ impl<'a> CommandStream<'a> {
             }));
             pipelines.push(pipeline);
         }
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("forward"),
-        });
+        Prepared { _params: params, bind_groups, pipelines }
+    }
+
+    /// Records and submits everything queued, as one compute pass.
+    pub fn submit(self) -> Result<wgpu::SubmissionIndex, GpuError> {
+        let ctx = self.ctx;
+        let prepared = self.prepare();
+        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("forward"),
-                timestamp_writes: None,
-            });
-            for ((d, bg), pipeline) in self.dispatches.iter().zip(&bind_groups).zip(&pipelines) {
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, bg, &[]);
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+            for (i, d) in self.dispatches.iter().enumerate() {
+                pass.set_pipeline(&prepared.pipelines[i]);
+                pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
                 let [x, y, z] = d.workgroups;
                 pass.dispatch_workgroups(x, y, z);
             }
@@ -128,5 +164,133 @@ impl<'a> CommandStream<'a> {
         ctx.counters().count_submission();
         Ok(ctx.queue.submit([encoder.finish()]))
     }
+
+    /// Runs everything queued and times each dispatch: with GPU timestamps around a compute
+    /// pass per dispatch where the device has them, else by wall clock around one submit per
+    /// dispatch. Slower than [`submit`](Self::submit); for profiling only.
+    pub fn submit_profiled(self) -> Result<Profile, GpuError> {
+        let ctx = self.ctx;
+        let prepared = self.prepare();
+        let start = Instant::now();
+        let use_timestamps = ctx.device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let timings = if use_timestamps {
+            self.time_with_timestamps(&prepared)?
+        } else {
+            self.time_with_wall_clock(&prepared)?
+        };
+        Ok(Profile { timings, gpu_timestamps: use_timestamps, wall_ms: start.elapsed().as_secs_f64() * 1e3 })
+    }
+
+    fn timing(&self, i: usize, start_ns: f64, duration_ns: f64) -> DispatchTiming {
+        let d = &self.dispatches[i];
+        DispatchTiming {
+            kernel: d.kernel.entry_point(),
+            label: d.label.clone(),
+            start_ns,
+            duration_ns,
+            flops: d.cost.flops,
+            bytes: d.cost.bytes,
+        }
+    }
+
+    fn time_with_timestamps(&self, prepared: &Prepared) -> Result<Vec<DispatchTiming>, GpuError> {
+        let ctx = self.ctx;
+        let device = &ctx.device;
+        let mut timings = Vec::with_capacity(self.dispatches.len());
+        // Query sets hold at most 4096 entries: two per dispatch, in chunks.
+        const PER_CHUNK: usize = 2048;
+        let period = ctx.queue.get_timestamp_period() as f64;
+        let mut origin: Option<u64> = None;
+        for chunk_start in (0..self.dispatches.len()).step_by(PER_CHUNK) {
+            let chunk = chunk_start..(chunk_start + PER_CHUNK).min(self.dispatches.len());
+            let queries = (chunk.len() * 2) as u32;
+            let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: queries,
+            });
+            let bytes = queries as u64 * 8;
+            let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let readback = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut encoder = device.create_command_encoder(&Default::default());
+            for (slot, i) in chunk.clone().enumerate() {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(self.dispatches[i].kernel.entry_point()),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &set,
+                        beginning_of_pass_write_index: Some(2 * slot as u32),
+                        end_of_pass_write_index: Some(2 * slot as u32 + 1),
+                    }),
+                });
+                pass.set_pipeline(&prepared.pipelines[i]);
+                pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
+                let [x, y, z] = self.dispatches[i].workgroups;
+                pass.dispatch_workgroups(x, y, z);
+            }
+            encoder.resolve_query_set(&set, 0..queries, &resolve, 0);
+            encoder.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
+            ctx.queue.submit([encoder.finish()]);
+            ctx.counters().count_submission();
+            let ticks: Vec<u64> = map_u64(ctx, &readback)?;
+            for (slot, i) in chunk.enumerate() {
+                let (begin, end) = (ticks[2 * slot], ticks[2 * slot + 1]);
+                let zero = *origin.get_or_insert(begin);
+                let start_ns = begin.saturating_sub(zero) as f64 * period;
+                timings.push(self.timing(i, start_ns, end.saturating_sub(begin) as f64 * period));
+            }
+        }
+        Ok(timings)
+    }
+
+    fn time_with_wall_clock(&self, prepared: &Prepared) -> Result<Vec<DispatchTiming>, GpuError> {
+        let ctx = self.ctx;
+        let origin = Instant::now();
+        let mut timings = Vec::with_capacity(self.dispatches.len());
+        for (i, d) in self.dispatches.iter().enumerate() {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&prepared.pipelines[i]);
+                pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
+                let [x, y, z] = d.workgroups;
+                pass.dispatch_workgroups(x, y, z);
+            }
+            let begin = Instant::now();
+            ctx.queue.submit([encoder.finish()]);
+            ctx.counters().count_submission();
+            ctx.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
+            let start_ns = (begin - origin).as_nanos() as f64;
+            timings.push(self.timing(i, start_ns, begin.elapsed().as_nanos() as f64));
+        }
+        Ok(timings)
+    }
 }
 
+fn map_u64(ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Vec<u64>, GpuError> {
+    let slice = buffer.slice(..);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
+    rx.recv()
+        .map_err(|e| GpuError::Readback(e.to_string()))?
+        .map_err(|e| GpuError::Readback(e.to_string()))?;
+    let data = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
+    let values = bytemuck::cast_slice::<u8, u64>(&data).to_vec();
+    drop(data);
+    buffer.unmap();
+    Ok(values)
+}

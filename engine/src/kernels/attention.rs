@@ -48,6 +48,9 @@ pub fn attention(
         &[q, k, v, lengths, out],
         [frames.div_ceil(64), heads, batch],
     );
+    // Scores and the weighted sum of values, against every key (padding makes it less).
+    let (rows, a) = (batch as f64 * frames as f64, (heads * HEAD_DIM) as f64);
+    stream.cost(4.0 * rows * frames as f64 * a, 4.0 * 4.0 * rows * a);
 }
 
 /// CPU reference of [`attention`], in f64.

@@ -122,6 +122,8 @@ pub fn linear(
         &[input.x, w.weight, bias, y],
         [cols.div_ceil(per_group), input.rows.div_ceil(per_group), input.batch.max(1)],
     );
+    let (b, m, k, n) = (input.batch.max(1) as f64, input.rows as f64, input.depth as f64, cols as f64);
+    stream.cost(2.0 * b * m * k * n, 4.0 * (n * k + b * m * k + b * m * n));
 }
 
 /// Lays a conv weight [out, in, kernel] out as [out, kernel, in]. With frame-major input

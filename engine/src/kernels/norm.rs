@@ -28,7 +28,28 @@ pub struct Affine<'a> {
     pub beta: &'a wgpu::Buffer,
 }
 
-/// y[r] = LN(x[r] (+ residual[r])) * gamma + beta, then GELU if asked, for `rows` rows of `width`.
+/// How a LayerNorm dispatch spreads rows over invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerNormForm {
+    /// 64 invocations per row, 4 rows per workgroup, tree reductions: for GPUs.
+    Cooperative,
+    /// One invocation per row, no barriers: for CPU implementations such as lavapipe, where
+    /// a barrier costs per invocation (7x faster there on the conv extractor's norms).
+    Rowwise,
+}
+
+impl LayerNormForm {
+    pub fn for_device(ctx: &crate::gpu::GpuContext) -> Self {
+        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
+            LayerNormForm::Rowwise
+        } else {
+            LayerNormForm::Cooperative
+        }
+    }
+}
+
+/// y[r] = LN(x[r] (+ residual[r])) * gamma + beta, then GELU if asked, for `rows` rows of `width`,
+/// in the form that suits the device.
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm(
     stream: &mut CommandStream,
@@ -40,16 +61,39 @@ pub fn layer_norm(
     gelu: bool,
     y: &wgpu::Buffer,
 ) {
+    let form = LayerNormForm::for_device(stream.context());
+    layer_norm_as(stream, form, x, residual, affine, rows, width, gelu, y);
+}
+
+/// [`layer_norm`] in a given form.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_as(
+    stream: &mut CommandStream,
+    form: LayerNormForm,
+    x: &wgpu::Buffer,
+    residual: Option<&wgpu::Buffer>,
+    affine: Affine,
+    rows: u32,
+    width: u32,
+    gelu: bool,
+    y: &wgpu::Buffer,
+) {
     let flags = if residual.is_some() { FLAG_RESIDUAL } else { 0 } | if gelu { FLAG_GELU } else { 0 };
     let empty = stream.context().empty.clone();
+    let (kernel, rows_per_group) = match form {
+        LayerNormForm::Cooperative => (Kernel::LayerNorm, 4),
+        LayerNormForm::Rowwise => (Kernel::LayerNormRowwise, 64),
+    };
     let max = stream.limits().max_compute_workgroups_per_dimension;
-    let [gx, gy] = fold_groups(rows, max);
+    let [gx, gy] = fold_groups(rows.div_ceil(rows_per_group), max);
     stream.dispatch(
-        Kernel::LayerNorm,
+        kernel,
         &NormParams { rows, width, flags, eps: EPS },
         &[x, residual.unwrap_or(&empty), affine.gamma, affine.beta, y],
         [gx, gy, 1],
     );
+    let (n, inputs) = (rows as f64 * width as f64, if residual.is_some() { 2.0 } else { 1.0 });
+    stream.cost(8.0 * n, 4.0 * (n * (inputs + 1.0) + 2.0 * width as f64));
 }
 
 /// GroupNorm with one group per channel: each channel of x [batch, frames, channels]
@@ -74,6 +118,8 @@ pub fn group_norm_time(
         &[(1, x), (3, affine.gamma), (4, affine.beta), (5, y), (6, lengths)],
         [channels, batch, 1],
     );
+    let n = batch as f64 * frames as f64 * channels as f64;
+    stream.cost(8.0 * n, 4.0 * (3.0 * n + 2.0 * channels as f64));
 }
 
 fn normalise(values: &[f64], gamma: &[f32], beta: &[f32], gelu: bool, stride: usize, out: &mut [f32]) {

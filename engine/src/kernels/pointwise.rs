@@ -17,6 +17,7 @@ pub fn gelu_inplace(stream: &mut CommandStream, data: &wgpu::Buffer, len: u32) {
     let max = stream.limits().max_compute_workgroups_per_dimension;
     let [x, y] = fold_groups(len.div_ceil(256), max);
     stream.dispatch(Kernel::Gelu, &PointwiseParams { len, _pad: [0; 3] }, &[data], [x, y, 1]);
+    stream.cost(20.0 * len as f64, 8.0 * len as f64);
 }
 
 pub fn gelu_cpu(data: &[f32]) -> Vec<f32> {

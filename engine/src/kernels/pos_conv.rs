@@ -61,6 +61,8 @@ pub fn pos_conv_residual(
         &[x, weight, bias, lengths, y],
         [channels.div_ceil(64), frames.div_ceil(4), batch],
     );
+    let (rows, c, taps) = (batch as f64 * frames as f64, channels as f64, (params.group_size * shape.kernel) as f64);
+    stream.cost(2.0 * rows * c * taps, 4.0 * (c * taps + 2.0 * rows * c));
 }
 
 /// The weight-normed weight g * v / ||v||, the norm over all but the kernel axis (dim=2), for
