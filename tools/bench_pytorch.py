@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--seconds", default="1,4")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--global-warmup", type=int, default=5, help="untimed runs before the first case")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", type=Path, help="append JSON lines here (default: stdout)")
@@ -160,6 +161,16 @@ def main() -> None:
               "git_commit": git_commit(), "command": command, "checkpoint": str(args.checkpoint)}
 
     out = open(args.out, "a") if args.out else sys.stdout
+    # A process-wide warm-up first: torch's first forwards in a fresh process are an order of
+    # magnitude slower for several calls (allocator, oneDNN primitive caches), which a
+    # per-case warm-up of 1 does not cover for the first cases.
+    if cases:
+        c0 = cases[0]
+        model.set_sample_config(c0["config"])
+        x0 = torch.from_numpy(test_signal(int(round(c0["seconds"] * 16000)))).to(args.device)
+        for _ in range(args.global_warmup):
+            with torch.no_grad():
+                model.extract_features(torch.nn.functional.layer_norm(x0, x0.shape)[None], padding_mask=None, ret_hs=True)
     for case in cases:
         samples = int(round(case["seconds"] * 16000))
         x = torch.from_numpy(test_signal(samples)).to(args.device)
