@@ -1,49 +1,375 @@
-//! End-to-end latency of the forward pass: median and spread of N runs after warm-up.
+//! The LightHuBERT benchmark harness. See bench/README.md.
 //!
-//! `cargo run --release -p lighthubert-bench -- [CHECKPOINT.pt] [RUNS]` (defaults: the bundled
-//! test checkpoint, 5 runs). Prints one line per (subnet, audio length). The full harness
-//! (JSON lines, PyTorch side by side, profiles) is issue #4's.
+//! `cargo run --release -p lighthubert-bench -- [--checkpoint FILE] [--seconds 1,4,10,30]
+//! [--runs 5] [--with-pytorch] ...` measures latency per (subnet, audio length), the cost of a
+//! subnet switch, sliced-vs-dense execution and latency per GFLOP over random subnets, and
+//! writes `bench/results/<date>-<device>.{jsonl,md}`.
+
+mod cases;
+mod dense;
+mod flops;
+mod pytorch;
+mod report;
+mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use clap::Parser;
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{AdapterChoice, GpuContext};
-use lighthubert::{LightHubert, Preset};
+use lighthubert::LightHubert;
+use serde_json::{json, Map, Value};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let path = args.next().map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels-tests/fixtures/tiny-default.pt")
-    });
-    let runs: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5).max(1);
-    let ckpt = Checkpoint::open(&path)?;
+use cases::NamedSubnet;
+use report::{ms, Report};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmarks the LightHuBERT wgpu engine (and, optionally, the authors' PyTorch code)")]
+struct Args {
+    /// Checkpoint (.pt); default: the bundled test supernet kernels-tests/fixtures/tiny-default.pt.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Subnets as SPACE:PRESET (small|base|ckpt : default|min|max|random:N), comma separated.
+    /// Default: small/base presets on a full-size file, the checkpoint's own otherwise.
+    #[arg(long, value_delimiter = ',')]
+    subnets: Vec<String>,
+    /// Audio lengths in seconds.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1.0, 4.0, 10.0, 30.0])]
+    seconds: Vec<f64>,
+    /// Timed runs per measurement.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Untimed warm-up runs before each measurement.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Random subnets for the latency-per-GFLOP sweep (0 skips it).
+    #[arg(long, default_value_t = 10)]
+    random: usize,
+    /// Audio length of the random sweep, the switch and the dense comparison.
+    #[arg(long, default_value_t = 1.0)]
+    short_seconds: f64,
+    /// Skip the subnet-switch measurement.
+    #[arg(long)]
+    no_switch: bool,
+    /// Skip the sliced-vs-dense comparison.
+    #[arg(long)]
+    no_dense: bool,
+    /// Also time the authors' PyTorch code on the same cases (tools/bench_pytorch.py).
+    #[arg(long)]
+    with_pytorch: bool,
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// torch.set_num_threads for the PyTorch side.
+    #[arg(long, default_value_t = 2)]
+    pytorch_threads: usize,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pytorch_device: String,
+    /// Where results go.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap_or_else(|_| PathBuf::from(".."))
+}
+
+fn main() -> Res<()> {
+    let args = Args::parse();
+    let repo = repo_root();
+    let path = args.checkpoint.clone().unwrap_or_else(|| repo.join("kernels-tests/fixtures/tiny-default.pt"));
+    let command = std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
+
+    let t = Instant::now();
+    let mut ckpt = Checkpoint::open(&path)?;
+    let read_s = t.elapsed().as_secs_f64();
+    let full = ckpt.config.encoder_embed_dim == 768 && ckpt.config.encoder_ffn_embed_dim == 3072;
+    let declared = ckpt.config.pruner_supernet.clone();
+    if full {
+        // Config override: accept both released spaces (see cases::union_space).
+        ckpt.config.search_space = Some(cases::union_space());
+    }
     let ctx = Arc::new(GpuContext::new(&AdapterChoice::from_env())?);
+    let t = Instant::now();
     let model = LightHubert::load(ctx.clone(), &ckpt)?;
-    println!("# {} | {} | {} runs after 1 warm-up", ctx.describe(), path.display(), runs);
-    println!("| subnet | audio s | frames | median ms | min ms | max ms |");
-    println!("|---|---|---|---|---|---|");
-    for preset in [Preset::Min, Preset::Default, Preset::Max] {
-        let subnet = model.supernet().preset(&preset);
-        for seconds in [1usize, 4, 10] {
-            let wave: Vec<f32> = (0..seconds * 16_000).map(|i| ((i as f32) * 0.013).sin() * 0.3).collect();
-            let out = model.forward(&subnet, &wave, true)?;
-            let mut times: Vec<f64> = (0..runs)
-                .map(|_| {
-                    let t = Instant::now();
-                    model.forward(&subnet, &wave, true).map(|_| t.elapsed().as_secs_f64() * 1e3)
-                })
-                .collect::<Result<_, _>>()?;
-            times.sort_by(f64::total_cmp);
-            println!(
-                "| {preset:?} | {seconds} | {} | {:.1} | {:.1} | {:.1} |",
-                out.frames,
-                times[times.len() / 2],
-                times[0],
-                times[times.len() - 1]
-            );
+    let load_s = t.elapsed().as_secs_f64();
+
+    let info = &ctx.adapter_info;
+    let (date, stamp) = report::now_utc();
+    let mut common = Map::new();
+    common.insert("impl".into(), "wgpu".into());
+    common.insert("device".into(), info.name.clone().into());
+    common.insert("driver".into(), format!("{} {}", info.driver, info.driver_info).trim().into());
+    common.insert("backend".into(), format!("{:?}", info.backend).into());
+    common.insert("date".into(), stamp.into());
+    common.insert("git_commit".into(), report::git_commit(&repo).into());
+    common.insert("command".into(), command.clone().into());
+    common.insert("checkpoint".into(), path.display().to_string().into());
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| repo.join("bench/results"));
+    let mut rep = Report::create(&out_dir, &date, &info.name, common)?;
+
+    rep.line(format!("## {} on {}", path.file_name().and_then(|s| s.to_str()).unwrap_or("?"), ctx.describe()));
+    rep.line("");
+    rep.line(format!("- command: `{command}`"));
+    rep.line(format!("- date {}, commit {}, {} timed runs after {} warm-up", rep.common["date"], rep.common["git_commit"], args.runs, args.warmup));
+    rep.line(format!(
+        "- checkpoint: {} wide, {} FFN, declares {:?}{}; read {:.1} s, uploaded in {:.1} s ({:.0} MB of weights)",
+        model.supernet().dims.embed,
+        model.supernet().dims.ffn,
+        declared,
+        if full { " (full size: small AND base presets run on it through a search-space override)" } else { "" },
+        read_s,
+        load_s,
+        ctx.counters().weight_bytes_uploaded() as f64 / 1e6
+    ));
+    rep.record("load", json!({"read_s": read_s, "upload_s": load_s, "weight_bytes": ctx.counters().weight_bytes_uploaded(), "full_size": full}))?;
+
+    let specs: Vec<String> = if args.subnets.is_empty() {
+        cases::default_subnets(full).into_iter().map(String::from).collect()
+    } else {
+        args.subnets.clone()
+    };
+    let subnets: Vec<NamedSubnet> = specs.iter().map(|s| cases::named(&model, s)).collect::<Result<_, _>>()?;
+
+    let latency = latency(&args, &model, &subnets, &mut rep)?;
+    if args.with_pytorch {
+        pytorch::compare(&args, &repo, &path, &latency, &mut rep)?;
+    } else {
+        latency_table(&mut rep, &latency, None);
+    }
+    if !args.no_switch && subnets.len() >= 2 {
+        switch(&args, &model, &subnets[0], &subnets[subnets.len() - 1], &mut rep)?;
+    }
+    if !args.no_dense {
+        dense_vs_sliced(&args, &ckpt, &model, &subnets, &mut rep)?;
+    }
+    if args.random > 0 {
+        sweep(&args, &model, full, &mut rep)?;
+    }
+    rep.finish()?;
+    println!("{}", rep.md);
+    eprintln!("wrote {} and {}", rep.jsonl_path.display(), rep.md_path.display());
+    Ok(())
+}
+
+/// One latency measurement, or the reason it was skipped.
+pub struct Latency {
+    pub subnet: NamedSubnet,
+    pub seconds: f64,
+    pub record: Value,
+    pub skipped: Option<String>,
+}
+
+fn latency(args: &Args, model: &LightHubert, subnets: &[NamedSubnet], rep: &mut Report) -> Res<Vec<Latency>> {
+    let dims = model.supernet().dims.clone();
+    let mut out = Vec::new();
+    for s in subnets {
+        for &seconds in &args.seconds {
+            let n = cases::samples(seconds);
+            let base = json!({
+                "subnet": s.name, "subnet_config": serde_json::from_str::<Value>(&s.subnet.to_json())?,
+                "seconds": seconds, "params": model.supernet().parameter_count(&s.subnet),
+                "gflop": flops::forward_flops(&dims, &s.subnet, n) / 1e9,
+            });
+            if !model.fits(&s.subnet, 1, n) {
+                let reason = format!(
+                    "model.fits refuses: an activation would exceed the {} MiB binding limit",
+                    model.activation_limit() >> 20
+                );
+                let mut r = base.clone();
+                r["skipped"] = reason.clone().into();
+                let record = rep.record("latency", r)?;
+                out.push(Latency { subnet: s.clone(), seconds, record, skipped: Some(reason) });
+                continue;
+            }
+            let wave = cases::test_signal(n);
+            let mut frames = 0;
+            let stats = stats::time(args.warmup, args.runs, || cases::forward(model, &s.subnet, &wave).map(|f| frames = f))?;
+            let mut r = base.clone();
+            r["frames"] = frames.into();
+            r["warmup"] = args.warmup.into();
+            if let (Value::Object(m), Value::Object(st)) = (&mut r, stats.json()) {
+                m.extend(st);
+            }
+            eprintln!("wgpu {} {seconds} s: median {:.1} ms", s.name, stats.median());
+            let record = rep.record("latency", r)?;
+            out.push(Latency { subnet: s.clone(), seconds, record, skipped: None });
         }
     }
+    Ok(out)
+}
+
+/// The latency table; `pytorch` holds the matching PyTorch records (same order) when run.
+pub fn latency_table(rep: &mut Report, rows: &[Latency], pytorch: Option<&[Option<Value>]>) {
+    rep.line("");
+    rep.line("### Latency (one utterance, all hidden states read back)");
+    rep.line("");
+    let mut header = vec!["subnet", "params (M)", "audio s", "frames", "GFLOP", "wgpu median ms", "p10-p90", "min-max"];
+    if pytorch.is_some() {
+        header.extend(["PyTorch median ms", "PyTorch p10-p90", "PyTorch / wgpu"]);
+    }
+    rep.table(&header);
+    for (i, l) in rows.iter().enumerate() {
+        let r = &l.record;
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        let mut cells = vec![
+            l.subnet.name.clone(),
+            format!("{:.1}", f("params") / 1e6),
+            format!("{}", l.seconds),
+            r["frames"].as_u64().map(|v| v.to_string()).unwrap_or("-".into()),
+            format!("{:.1}", f("gflop")),
+        ];
+        match &l.skipped {
+            Some(why) => cells.extend([format!("skipped: {why}"), "".into(), "".into()]),
+            None => cells.extend([ms(f("median_ms")), format!("{}-{}", ms(f("p10_ms")), ms(f("p90_ms"))), format!("{}-{}", ms(f("min_ms")), ms(f("max_ms")))]),
+        }
+        if let Some(py) = pytorch {
+            match py.get(i).and_then(|p| p.as_ref()) {
+                Some(p) => {
+                    let pm = p["median_ms"].as_f64().unwrap_or(f64::NAN);
+                    cells.push(ms(pm));
+                    cells.push(format!("{}-{}", ms(p["p10_ms"].as_f64().unwrap_or(f64::NAN)), ms(p["p90_ms"].as_f64().unwrap_or(f64::NAN))));
+                    cells.push(if l.skipped.is_none() { format!("{:.2}", pm / f("median_ms")) } else { "-".into() });
+                }
+                None => cells.extend(["-".into(), "-".into(), "-".into()]),
+            }
+        }
+        rep.row(&cells);
+    }
+}
+
+/// The cost of switching subnets: pairs of back-to-back forwards, same subnet vs alternating.
+fn switch(args: &Args, model: &LightHubert, a: &NamedSubnet, b: &NamedSubnet, rep: &mut Report) -> Res<()> {
+    let n = cases::samples(args.short_seconds);
+    let wave = cases::test_signal(n);
+    if !model.fits(&a.subnet, 1, n) || !model.fits(&b.subnet, 1, n) {
+        return Ok(());
+    }
+    // Choosing a subnet: parse + validate the authors' JSON dict.
+    let (ja, jb) = (a.subnet.to_json(), b.subnet.to_json());
+    let iters = 2000;
+    let t = Instant::now();
+    for i in 0..iters {
+        std::hint::black_box(model.supernet().subnet(if i % 2 == 0 { &ja } else { &jb })?);
+    }
+    let choose_us = t.elapsed().as_secs_f64() * 1e6 / iters as f64;
+
+    let counters = model.context().counters();
+    let (w0, b0) = (counters.weight_bytes_uploaded(), counters.weight_buffers_created());
+    let pair = |x: &NamedSubnet, y: &NamedSubnet| {
+        stats::time(args.warmup, args.runs, || -> lighthubert::Result<()> {
+            cases::forward(model, &x.subnet, &wave)?;
+            cases::forward(model, &y.subnet, &wave)?;
+            Ok(())
+        })
+    };
+    let aa = pair(a, a)?;
+    let bb = pair(b, b)?;
+    let ab = pair(a, b)?;
+    let (w1, b1) = (counters.weight_bytes_uploaded(), counters.weight_buffers_created());
+    let cost = ab.median() - (aa.median() + bb.median()) / 2.0;
+    rep.record("switch", json!({
+        "a": a.name, "b": b.name, "seconds": args.short_seconds, "choose_validate_us": choose_us,
+        "pair_aa": aa.json(), "pair_bb": bb.json(), "pair_ab": ab.json(), "switch_cost_ms": cost,
+        "weight_bytes_uploaded_during": w1 - w0, "weight_buffers_created_during": b1 - b0,
+    }))?;
+    rep.line("");
+    rep.line(format!("### Subnet switch ({} <-> {}, {} s audio, pairs of back-to-back forwards)", a.name, b.name, args.short_seconds));
+    rep.line("");
+    rep.table(&["pair", "median ms", "p10-p90", "min-max"]);
+    for (name, s) in [(format!("{0} then {0}", a.name), &aa), (format!("{0} then {0}", b.name), &bb), (format!("{} then {}", a.name, b.name), &ab)] {
+        rep.row(&[name, ms(s.median()), format!("{}-{}", ms(s.q(0.1)), ms(s.q(0.9))), format!("{}-{}", ms(s.ms[0]), ms(*s.ms.last().unwrap()))]);
+    }
+    rep.line("");
+    rep.line(format!(
+        "Switch cost = median(A,B) - mean(median(A,A), median(B,B)) = {cost:.1} ms (noise level: compare the p10-p90 spreads). \
+         Choosing a subnet (`supernet.subnet(json)`: parse + validate) takes {choose_us:.1} us. \
+         Weight bytes uploaded during all {} pairs: {}, weight buffers created: {}.",
+        3 * (args.runs + args.warmup), w1 - w0, b1 - b0
+    ));
+    Ok(())
+}
+
+/// The same subnet run from the supernet buffers and from a dense copy of its slices.
+fn dense_vs_sliced(args: &Args, ckpt: &Checkpoint, model: &LightHubert, subnets: &[NamedSubnet], rep: &mut Report) -> Res<()> {
+    let n = cases::samples(args.short_seconds);
+    let wave = cases::test_signal(n);
+    let dims = &model.supernet().dims;
+    rep.line("");
+    rep.line(format!("### Sliced vs dense ({} s audio)", args.short_seconds));
+    rep.line("");
+    rep.table(&["subnet", "sliced median ms", "dense median ms", "dense / sliced", "max abs diff", "max |value|"]);
+    for s in subnets {
+        if let Some(why) = dense::unsupported(&s.subnet) {
+            rep.record("dense", json!({"subnet": s.name, "skipped": why}))?;
+            rep.row(&[s.name.clone(), format!("skipped: {why}"), "".into(), "".into(), "".into(), "".into()]);
+            continue;
+        }
+        let dense_ckpt = dense::dense_checkpoint(ckpt, dims, &s.subnet)?;
+        let dense_model = LightHubert::load(model.context().clone(), &dense_ckpt)?;
+        drop(dense_ckpt);
+        let dense_subnet = dense_model.supernet().preset(&lighthubert::Preset::Max);
+        let sliced_out = model.forward(&s.subnet, &wave, true)?;
+        let dense_out = dense_model.forward(&dense_subnet, &wave, true)?;
+        let mut diff = 0f32;
+        let mut peak = 0f32;
+        for (x, y) in sliced_out.states.iter().zip(&dense_out.states) {
+            for (p, q) in x.iter().zip(y) {
+                diff = diff.max((p - q).abs());
+                peak = peak.max(p.abs());
+            }
+        }
+        if sliced_out.states.len() != dense_out.states.len() {
+            diff = f32::INFINITY;
+        }
+        let sliced = stats::time(args.warmup, args.runs, || cases::forward(model, &s.subnet, &wave).map(drop))?;
+        let dense = stats::time(args.warmup, args.runs, || cases::forward(&dense_model, &dense_subnet, &wave).map(drop))?;
+        let ratio = dense.median() / sliced.median();
+        rep.record("dense", json!({
+            "subnet": s.name, "seconds": args.short_seconds, "sliced": sliced.json(), "dense": dense.json(),
+            "dense_over_sliced": ratio, "max_abs_diff": diff, "max_abs_value": peak,
+        }))?;
+        rep.row(&[s.name.clone(), ms(sliced.median()), ms(dense.median()), format!("{ratio:.2}"), format!("{diff:.2e}"), format!("{peak:.1}")]);
+    }
+    Ok(())
+}
+
+/// Latency per GFLOP across random subnets.
+fn sweep(args: &Args, model: &LightHubert, full: bool, rep: &mut Report) -> Res<()> {
+    let n = cases::samples(args.short_seconds);
+    let wave = cases::test_signal(n);
+    let dims = model.supernet().dims.clone();
+    rep.line("");
+    rep.line(format!("### Latency per GFLOP, {} random subnets ({} s audio)", args.random, args.short_seconds));
+    rep.line("");
+    rep.table(&["subnet", "embed", "layers", "mean heads", "mean FFN", "GFLOP", "median ms", "ms / GFLOP"]);
+    let mut per = Vec::new();
+    for seed in 1..=args.random as u64 {
+        let space = if !full { "ckpt" } else if seed % 2 == 1 { "small" } else { "base" };
+        let s = cases::named(model, &format!("{space}:random:{seed}"))?;
+        let gflop = flops::forward_flops(&dims, &s.subnet, n) / 1e9;
+        let st = stats::time(args.warmup, args.runs, || cases::forward(model, &s.subnet, &wave).map(drop))?;
+        let layers = s.subnet.layers();
+        let mh = layers.iter().map(|l| l.heads as f64).sum::<f64>() / layers.len() as f64;
+        let mf = layers.iter().map(|l| l.ffn as f64).sum::<f64>() / layers.len() as f64;
+        let msg = st.median() / gflop;
+        per.push(msg);
+        let mut r = json!({"subnet": s.name, "subnet_config": serde_json::from_str::<Value>(&s.subnet.to_json())?, "seconds": args.short_seconds, "gflop": gflop, "ms_per_gflop": msg});
+        if let (Value::Object(m), Value::Object(x)) = (&mut r, st.json()) {
+            m.extend(x);
+        }
+        rep.record("per_gflop", r)?;
+        rep.row(&[s.name.clone(), s.subnet.embed_dim.to_string(), s.subnet.layer_num.to_string(), format!("{mh:.1}"), format!("{mf:.0}"), format!("{gflop:.2}"), ms(st.median()), format!("{msg:.1}")]);
+    }
+    let st = stats::Stats::new(per);
+    rep.line("");
+    rep.line(format!(
+        "ms per GFLOP across the sweep: median {:.1}, min {:.1}, max {:.1} (effective {:.2} GFLOP/s at the median).",
+        st.median(), st.ms[0], st.ms[st.ms.len() - 1], 1e3 / st.median()
+    ));
     Ok(())
 }
