@@ -56,6 +56,9 @@ fn device_errors_come_back_as_errors_and_the_engine_keeps_working() {
         Ok(())
     });
     assert!(matches!(result, Err(GpuError::Device(_))), "{result:?}");
+    // The scope caught it: nothing reached the uncaptured-error handler (which would have
+    // panicked under wgpu's default).
+    assert!(ctx.take_uncaptured_errors().is_empty());
 
     let ckpt = Checkpoint::open(fixtures_dir().join("tiny-default.pt")).unwrap();
     let model = LightHubert::load(ctx.clone(), &ckpt).unwrap();
