@@ -87,28 +87,13 @@ def git_commit() -> str:
 
 def load_model(path: Path, device: str):
     """The authors' loader path (s3prl upstream/lighthubert/expert.py) without its subnet
-    choice; unlike gen_fixtures.load_like_authors it tolerates files without the training-only
-    keys (label_embs_concat, final_proj), as gen_full_checkpoint.py writes them."""
-    import torch
+    choice, tolerating files without the training-only keys (label_embs_concat, final_proj), as
+    gen_full_checkpoint.py writes them."""
     sys.path.insert(0, str(REPO / "tools" / "fixtures"))
-    from gen_fixtures import Authors, locate_s3prl
+    from gen_fixtures import Authors, load_like_authors, locate_s3prl
     root, _ = locate_s3prl()
-    A = Authors(root)
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    cfg_model = ckpt["cfg"]["model"]
-    cfg = A.LightHuBERTConfig(cfg_model)
-    pruner = (cfg_model.get("pruner_supernet") or "").lower()
-    if pruner.endswith("small.yaml"):
-        cfg.supernet_type = "small"
-    elif pruner.endswith("base.yaml"):
-        cfg.supernet_type = "base"
-    model = A.LightHuBERT(cfg)
-    res = model.load_state_dict(ckpt["model"], strict=False)
-    if res.missing_keys:
-        raise RuntimeError(f"{path}: missing keys {res.missing_keys}")
-    model.encoder.layerdrop = 0.0
-    model.eval()
-    return model.to(device), cfg_model.get("search_space")
+    model = load_like_authors(Authors(root), path, training_keys=False)
+    return model.to(device), model.checkpoint_cfg["model"].get("search_space")
 
 
 def main() -> None:
