@@ -9,7 +9,7 @@ use kernels_tests::{assert_close, fixtures_dir, gpu, random_values, Fixture};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{CommandStream, GpuContext};
 use lighthubert::kernels::attention::{attention, attention_cpu};
-use lighthubert::kernels::linear::{conv_weight_frame_major, linear, linear_cpu, Activation, IndexMap, LinearInput, WeightSlice};
+use lighthubert::kernels::linear::{conv_weight_frame_major, linear, linear_as, linear_cpu, Activation, IndexMap, LinearForm, LinearInput, WeightSlice};
 use lighthubert::kernels::norm::{group_norm_time, group_norm_time_cpu, layer_norm, layer_norm_as, layer_norm_cpu, Affine, LayerNormForm};
 use lighthubert::kernels::pointwise::{gelu_cpu, gelu_inplace};
 use lighthubert::kernels::pos_conv::{pos_conv_residual, pos_conv_residual_cpu, weight_norm_dim2, PosConvShape};
@@ -45,6 +45,16 @@ fn weight(ctx: &GpuContext, ckpt: &Checkpoint, key: &str) -> wgpu::Buffer {
 
 fn values(ckpt: &Checkpoint, key: &str) -> Vec<f32> {
     ckpt.get(key).unwrap_or_else(|| panic!("no tensor {key}")).values.clone()
+}
+
+/// Every linear form that can run this slice: each must match the reference, whatever form
+/// this machine's adapter would pick.
+fn linear_forms(input: &LinearInput, w: &WeightSlice) -> Vec<LinearForm> {
+    let mut forms = vec![LinearForm::Tile4];
+    if LinearForm::vec4_aligned(input, w) {
+        forms.push(LinearForm::Tile16Vec4);
+    }
+    forms
 }
 
 fn run(ctx: &GpuContext, out: &wgpu::Buffer, len: usize, record: impl FnOnce(&mut CommandStream)) -> Vec<f32> {
@@ -92,21 +102,23 @@ fn check_extractor(mode: &str, ckpt: &Checkpoint) {
         let norm = norm_key.as_ref().map(|n| (weight(&ctx, ckpt, &format!("{n}.weight")), weight(&ctx, ckpt, &format!("{n}.bias"))));
         let out = if norm.is_some() { &normed } else { &conv_out };
         let lengths = ctx.u32_buffer("lengths", &[t_out as u32]).unwrap();
-        let got = run(&ctx, out, t_out * c, |s| {
-            let slice = WeightSlice { weight: &w, bias: bias.as_ref(), row_stride: (k * cin) as u32, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
-            let window = LinearInput::windows(&x, t_out as u32, (k * cin) as u32, (st * cin) as u32, 1, 0);
-            let act = if norm.is_some() { Activation::None } else { Activation::Gelu };
-            linear(s, window, slice, c as u32, act, &conv_out);
-            if let Some((g, b)) = &norm {
-                let affine = Affine { gamma: g, beta: b };
-                if mode == "default" {
-                    group_norm_time(s, &conv_out, affine, &lengths, 1, t_out as u32, c as u32, true, &normed);
-                } else {
-                    layer_norm(s, &conv_out, None, affine, t_out as u32, c as u32, true, &normed);
+        let slice = WeightSlice { weight: &w, bias: bias.as_ref(), row_stride: (k * cin) as u32, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
+        let window = LinearInput::windows(&x, t_out as u32, (k * cin) as u32, (st * cin) as u32, 1, 0);
+        for form in linear_forms(&window, &slice) {
+            let got = run(&ctx, out, t_out * c, |s| {
+                let act = if norm.is_some() { Activation::None } else { Activation::Gelu };
+                linear_as(s, form, window, slice, c as u32, act, &conv_out);
+                if let Some((g, b)) = &norm {
+                    let affine = Affine { gamma: g, beta: b };
+                    if mode == "default" {
+                        group_norm_time(s, &conv_out, affine, &lengths, 1, t_out as u32, c as u32, true, &normed);
+                    } else {
+                        layer_norm(s, &conv_out, None, affine, t_out as u32, c as u32, true, &normed);
+                    }
                 }
-            }
-        });
-        assert_close(&format!("extractor {mode} block {i}"), &got, want, REL_L2, MAX_ABS);
+            });
+            assert_close(&format!("extractor {mode} block {i} ({form:?})"), &got, want, REL_L2, MAX_ABS);
+        }
         input = want.to_vec();
         cin = c;
     }
@@ -169,11 +181,12 @@ fn run_linear(prefix: &str, key: &str, depth: usize, cols: usize, rows_map: Inde
     let bb = weight(&ctx, ckpt, &format!("{prefix}.bias"));
     let xb = ctx.activation_from("x", x).unwrap();
     let y = ctx.activation("y", rows * cols).unwrap();
-    let got = run(&ctx, &y, rows * cols, |s| {
-        let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
-        linear(s, LinearInput::dense(&xb, rows as u32, depth as u32), slice, cols as u32, Activation::None, &y);
-    });
-    assert_close(key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
+    let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
+    let input = LinearInput::dense(&xb, rows as u32, depth as u32);
+    for form in linear_forms(&input, &slice) {
+        let got = run(&ctx, &y, rows * cols, |s| linear_as(s, form, input, slice, cols as u32, Activation::None, &y));
+        assert_close(&format!("{key} ({form:?})"), &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
+    }
     // The CPU reference reads the same slice: it must agree with the authors' slicing too.
     let b = &ckpt.get(&format!("{prefix}.bias")).unwrap().values;
     let cpu = linear_cpu(x, rows, depth, depth, &w.values, Some(b), in_full, rows_map, cols_map, cols, Activation::None);
@@ -301,6 +314,33 @@ fn linear_kernel_matches_cpu_reference_on_ragged_shapes() {
     });
     let want = linear_cpu(&x, rows, depth, 3, &w, Some(&b), in_full, rows_map, cols_map, cols, Activation::Gelu);
     assert_close("linear vs cpu", &got, &want, 1e-6, 5e-5);
+}
+
+#[test]
+fn both_linear_forms_match_cpu_reference_on_ragged_aligned_shapes() {
+    let ctx = gpu();
+    // vec4-aligned offsets but edges that cut through the 16 x 16 tiles, chunked rows and
+    // columns, overlapping windows, and a batch of two padded utterances.
+    let (rows, depth, cols, in_full, out_full, row_stride) = (37usize, 44usize, 29usize, 64usize, 70usize, 12usize);
+    let (batch, batch_stride) = (2usize, 480usize);
+    let x = random_values(7, batch_stride * batch);
+    let w = random_values(8, out_full * in_full);
+    let b = random_values(9, out_full);
+    let rows_map = IndexMap::chunked(10, 17);
+    let cols_map = IndexMap::chunked(12, 16);
+    let (xb, wb, bb) = (ctx.activation_from("x", &x).unwrap(), ctx.upload_weight("w", &w).unwrap(), ctx.upload_weight("b", &b).unwrap());
+    let y = ctx.activation("y", batch * rows * cols).unwrap();
+    let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
+    let input = LinearInput::windows(&xb, rows as u32, depth as u32, row_stride as u32, batch as u32, batch_stride as u32);
+    let want: Vec<f32> = (0..batch)
+        .flat_map(|u| linear_cpu(&x[u * batch_stride..], rows, depth, row_stride, &w, Some(&b), in_full, rows_map, cols_map, cols, Activation::Gelu))
+        .collect();
+    let forms = linear_forms(&input, &slice);
+    assert_eq!(forms.len(), 2, "this slice is vec4-aligned");
+    for form in forms {
+        let got = run(&ctx, &y, batch * rows * cols, |s| linear_as(s, form, input, slice, cols as u32, Activation::Gelu, &y));
+        assert_close(&format!("linear {form:?} vs cpu"), &got, &want, 1e-6, 5e-5);
+    }
 }
 
 #[test]

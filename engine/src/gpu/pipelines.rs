@@ -7,6 +7,7 @@ pub mod sources {
     pub const GELU: &str = include_str!("../../../shaders/gelu.wgsl");
     pub const POINTWISE: &str = include_str!("../../../shaders/pointwise.wgsl");
     pub const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
+    pub const LINEAR_TILED: &str = include_str!("../../../shaders/linear_tiled.wgsl");
     pub const NORM: &str = include_str!("../../../shaders/norm.wgsl");
     pub const POS_CONV: &str = include_str!("../../../shaders/pos_conv.wgsl");
     pub const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
@@ -17,6 +18,7 @@ pub mod sources {
 pub enum Kernel {
     Gelu,
     Linear,
+    LinearTiled,
     LayerNorm,
     LayerNormRowwise,
     GroupNormTime,
@@ -52,15 +54,17 @@ pub const SHADER_FILES: &[ShaderFile] = &[
     ShaderFile { name: "gelu.wgsl", source: sources::GELU, preludes: &[] },
     ShaderFile { name: "pointwise.wgsl", source: sources::POINTWISE, preludes: WITH_GELU },
     ShaderFile { name: "linear.wgsl", source: sources::LINEAR, preludes: WITH_GELU },
+    ShaderFile { name: "linear_tiled.wgsl", source: sources::LINEAR_TILED, preludes: WITH_GELU },
     ShaderFile { name: "norm.wgsl", source: sources::NORM, preludes: WITH_GELU },
     ShaderFile { name: "pos_conv.wgsl", source: sources::POS_CONV, preludes: WITH_GELU },
     ShaderFile { name: "attention.wgsl", source: sources::ATTENTION, preludes: &[] },
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::Gelu,
         Kernel::Linear,
+        Kernel::LinearTiled,
         Kernel::LayerNorm,
         Kernel::LayerNormRowwise,
         Kernel::GroupNormTime,
@@ -72,6 +76,7 @@ impl Kernel {
         let name = match self {
             Kernel::Gelu => "pointwise.wgsl",
             Kernel::Linear => "linear.wgsl",
+            Kernel::LinearTiled => "linear_tiled.wgsl",
             Kernel::LayerNorm | Kernel::LayerNormRowwise | Kernel::GroupNormTime => "norm.wgsl",
             Kernel::PosConvResidual => "pos_conv.wgsl",
             Kernel::Attention => "attention.wgsl",
@@ -83,6 +88,7 @@ impl Kernel {
         match self {
             Kernel::Gelu => "gelu_inplace",
             Kernel::Linear => "linear",
+            Kernel::LinearTiled => "linear_tiled",
             Kernel::LayerNorm => "layer_norm",
             Kernel::LayerNormRowwise => "layer_norm_rowwise",
             Kernel::GroupNormTime => "group_norm_time",

@@ -1,5 +1,6 @@
 //! Linear layers that read a subnet's rows and columns straight out of a full supernet
-//! weight (`shaders/linear.wgsl`), also used as the conv feature extractor's implicit GEMM.
+//! weight (`shaders/linear.wgsl`, `shaders/linear_tiled.wgsl`), also used as the conv feature
+//! extractor's implicit GEMM.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -87,10 +88,49 @@ struct LinearParams {
     y_batch_stride: u32,
 }
 
-const TILE: u32 = 4;
-const WORKGROUP: u32 = 8;
+/// How a linear dispatch tiles its outputs over invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinearForm {
+    /// 4 x 4 outputs per invocation, 8 x 8 invocations per workgroup, scalar loads: any slice,
+    /// any device.
+    Tile4,
+    /// 16 x 16 outputs per invocation as sixteen 4 x 4 matrices, vec4 loads along the depth,
+    /// 8 x 1 invocations per workgroup: slices whose offsets are all multiples of 4. For CPU
+    /// implementations, where every load from a storage buffer costs a loop over the SIMD
+    /// lanes (lavapipe: about 8x `Tile4` on the conv extractor); its 256 accumulators would
+    /// spill registers on a GPU.
+    Tile16Vec4,
+}
 
-/// y[batch, rows, cols] = act(x W_s^T + b_s).
+impl LinearForm {
+    /// The form for this device and this slice.
+    pub fn for_device(ctx: &crate::gpu::GpuContext, input: &LinearInput, w: &WeightSlice) -> Self {
+        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu && Self::vec4_aligned(input, w) {
+            LinearForm::Tile16Vec4
+        } else {
+            LinearForm::Tile4
+        }
+    }
+
+    /// Whether every x and weight offset the kernel computes is a multiple of 4 floats, so the
+    /// depth can be read as vec4 (and a chunked column map never splits a vec4).
+    pub fn vec4_aligned(input: &LinearInput, w: &WeightSlice) -> bool {
+        let cols_ok = w.cols == IndexMap::PREFIX || (w.cols.chunk % 4 == 0 && w.cols.chunk_stride % 4 == 0);
+        cols_ok && [input.depth, input.row_stride, input.batch_stride, w.row_stride].iter().all(|v| v % 4 == 0)
+    }
+
+    /// The kernel, and the outputs one workgroup covers along (units, frames).
+    fn kernel_and_extent(self) -> (Kernel, [u32; 2]) {
+        match self {
+            LinearForm::Tile4 => (Kernel::Linear, [4 * 8, 4 * 8]),
+            // One row of 8 invocations: short transformer inputs still make enough workgroups
+            // to keep every CPU thread busy.
+            LinearForm::Tile16Vec4 => (Kernel::LinearTiled, [16 * 8, 16]),
+        }
+    }
+}
+
+/// y[batch, rows, cols] = act(x W_s^T + b_s), in the form that suits the device and the slice.
 pub fn linear(
     stream: &mut CommandStream,
     input: LinearInput,
@@ -99,6 +139,28 @@ pub fn linear(
     act: Activation,
     y: &wgpu::Buffer,
 ) {
+    let form = LinearForm::for_device(stream.context(), &input, &w);
+    linear_as(stream, form, input, w, cols, act, y);
+}
+
+/// [`linear`] in a given form.
+///
+/// # Panics
+/// If `form` is [`LinearForm::Tile16Vec4`] and the slice is not [`LinearForm::vec4_aligned`]:
+/// a bug in the caller, not bad input.
+pub fn linear_as(
+    stream: &mut CommandStream,
+    form: LinearForm,
+    input: LinearInput,
+    w: WeightSlice,
+    cols: u32,
+    act: Activation,
+    y: &wgpu::Buffer,
+) {
+    assert!(
+        form != LinearForm::Tile16Vec4 || LinearForm::vec4_aligned(&input, &w),
+        "linear_tiled needs a vec4-aligned slice"
+    );
     let params = LinearParams {
         rows: input.rows,
         cols,
@@ -115,12 +177,12 @@ pub fn linear(
     };
     let empty = stream.context().empty.clone();
     let bias = w.bias.unwrap_or(&empty);
-    let per_group = TILE * WORKGROUP;
+    let (kernel, [per_x, per_y]) = form.kernel_and_extent();
     stream.dispatch(
-        Kernel::Linear,
+        kernel,
         &params,
         &[input.x, w.weight, bias, y],
-        [cols.div_ceil(per_group), input.rows.div_ceil(per_group), input.batch.max(1)],
+        [cols.div_ceil(per_x), input.rows.div_ceil(per_y), input.batch.max(1)],
     );
     let (b, m, k, n) = (input.batch.max(1) as f64, input.rows as f64, input.depth as f64, cols as f64);
     stream.cost(2.0 * b * m * k * n, 4.0 * (n * k + b * m * k + b * m * n));
