@@ -11,7 +11,8 @@
 // kernel as an implicit GEMM whose row t is the window starting at sample t * stride.
 // The z dimension walks a batch of utterances, each `x_batch_stride` / `y_batch_stride`
 // values apart, so one dispatch serves a padded batch whose rows overlap within an utterance.
-// Needs the gelu.wgsl prelude.
+// Needs the gelu.wgsl prelude and a weight storage prelude (weights_f32.wgsl or
+// weights_f16.wgsl), which declares binding 2.
 
 struct LinearParams {
     rows: u32,
@@ -35,7 +36,6 @@ const TILE: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: LinearParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
@@ -67,10 +67,10 @@ fn linear(@builtin(global_invocation_id) gid: vec3<u32>) {
         let w_col = (k0 / p.col_chunk) * p.col_chunk_stride;
         for (var kk = 0u; kk < len; kk++) {
             let wv = vec4<f32>(
-                w[w_base[0] + w_col + kk],
-                w[w_base[1] + w_col + kk],
-                w[w_base[2] + w_col + kk],
-                w[w_base[3] + w_col + kk],
+                weight(w_base[0] + w_col + kk),
+                weight(w_base[1] + w_col + kk),
+                weight(w_base[2] + w_col + kk),
+                weight(w_base[3] + w_col + kk),
             );
             let k = k0 + kk;
             acc[0] = fma(vec4<f32>(x[x_base[0] + k]), wv, acc[0]);

@@ -11,7 +11,8 @@
 //
 // Slicing is linear.wgsl's: output unit n reads weight row (n / row_chunk) * row_chunk_stride
 // + n % row_chunk; depth index k reads weight column (k / col_chunk) * col_chunk_stride
-// + k % col_chunk. Needs the gelu.wgsl prelude.
+// + k % col_chunk. Needs the gelu.wgsl prelude and a weight storage prelude (weights_f32.wgsl
+// or weights_f16.wgsl), which declares binding 2.
 
 struct LinearParams {
     rows: u32,
@@ -35,7 +36,6 @@ const TILE: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: LinearParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
@@ -59,7 +59,7 @@ fn x_block(s: vec4<u32>, k: u32) -> mat4x4<f32> {
 }
 
 fn w_block(s: vec4<u32>, k: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(w[s.x + k], w[s.y + k], w[s.z + k], w[s.w + k]);
+    return mat4x4<f32>(weight4(s.x + k), weight4(s.y + k), weight4(s.z + k), weight4(s.w + k));
 }
 
 fn store_block(c: mat4x4<f32>, t0: u32, n0: u32, y_off: u32) {

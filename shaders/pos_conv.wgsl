@@ -1,13 +1,15 @@
 // Convolutional positional embedding with its residual: y = x + GELU(conv(x) + b).
 //
-// The weight is the full supernet tensor [E_full, E_full / groups, K], already weight-normed.
+// The weight is the full supernet tensor v [E_full, E_full / groups, K] with its weight norm
+// as one scale per tap (below).
 // A subnet of width E keeps the same number of groups, so its group size E / groups differs
 // from the supernet's: output channel o of group g reads input channels g*gs .. g*gs + gs
 // through weight[o, 0..gs, k]. Padding K/2 on both sides and dropping the last output frame
 // (K is even) means output frame t sees input frames t - K/2 .. t + K/2 - 1.
 // Batched: utterance b is `frames` rows from b * frames, of which lengths[b] are real; frames
 // past the length count as the zero padding a lone utterance would see. Padded rows copy x.
-// Needs the gelu.wgsl prelude.
+// Needs the gelu.wgsl prelude and a weight storage prelude (weights_f32.wgsl or
+// weights_f16.wgsl), which declares binding 2.
 
 struct PosConvParams {
     frames: u32,
@@ -25,10 +27,12 @@ const TILE_T: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: PosConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> lengths: array<u32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
+// Weight norm, kept apart from the stored v so that f16 storage of an f16 checkpoint is exact:
+// the weight is v[o, i, k] * tap_scale[k], tap_scale = g / ||v[:, :, k]||.
+@group(0) @binding(6) var<storage, read> tap_scale: array<f32>;
 
 // Invocation (o, tb, b) computes channel o for frames 4tb .. 4tb + 3 of utterance b.
 @compute @workgroup_size(64, 1)
@@ -53,9 +57,9 @@ fn pos_conv_residual(@builtin(global_invocation_id) gid: vec3<u32>) {
             let x_row = (row0 + u32(src)) * p.channels + in_base;
             var s = 0.0;
             for (var i = 0u; i < p.group_size; i++) {
-                s = fma(w[w_base + i * p.kernel + k], x[x_row + i], s);
+                s = fma(weight(w_base + i * p.kernel + k), x[x_row + i], s);
             }
-            acc[j] += s;
+            acc[j] = fma(s, tap_scale[k], acc[j]);
         }
     }
     for (var j = 0u; j < TILE_T; j++) {

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use crate::checkpoint::{Checkpoint, ExtractorMode};
 use crate::error::{Error, Result};
-use crate::gpu::{CommandStream, GpuContext, Profile};
+use crate::gpu::{CommandStream, GpuContext, Profile, WeightMatrix, WeightPrecision};
 use crate::kernels::attention::{attention, HEAD_DIM};
 use crate::kernels::linear::{conv_weight_frame_major, linear, Activation, IndexMap, LinearInput, WeightSlice};
 use crate::kernels::norm::{group_norm_time, layer_norm, Affine};
-use crate::kernels::pos_conv::{pos_conv_residual, weight_norm_dim2, PosConvShape};
+use crate::kernels::pos_conv::{pos_conv_residual, weight_norm_scales, PosConvShape};
 use crate::supernet::{Subnet, Supernet, SupernetDims};
 
 struct Norm {
@@ -25,7 +25,7 @@ impl Norm {
 }
 
 struct Linear {
-    weight: wgpu::Buffer,
+    weight: WeightMatrix,
     bias: Option<wgpu::Buffer>,
     /// Row length of the full weight.
     in_full: u32,
@@ -68,7 +68,8 @@ pub struct LightHubert {
     conv_blocks: Vec<ConvBlock>,
     feature_norm: Norm,
     post_extract_proj: Linear,
-    pos_conv_weight: wgpu::Buffer,
+    pos_conv_weight: WeightMatrix,
+    pos_conv_tap_scale: wgpu::Buffer,
     pos_conv_bias: wgpu::Buffer,
     encoder_norm: Norm,
     layers: Vec<EncoderLayer>,
@@ -130,24 +131,34 @@ fn upload_norm(ctx: &GpuContext, ckpt: &Checkpoint, prefix: &str, width: usize) 
     })
 }
 
-fn upload_linear(ctx: &GpuContext, ckpt: &Checkpoint, prefix: &str, out: usize, inp: usize) -> Result<Linear> {
+fn upload_linear(ctx: &GpuContext, ckpt: &Checkpoint, prefix: &str, out: usize, inp: usize, precision: WeightPrecision) -> Result<Linear> {
     let w = ckpt.tensor(&format!("{prefix}.weight"), &[out, inp])?;
     let b = ckpt.tensor(&format!("{prefix}.bias"), &[out])?;
     Ok(Linear {
-        weight: ctx.upload_weight(&format!("{prefix}.weight"), &w.values)?,
+        weight: ctx.upload_matrix(&format!("{prefix}.weight"), &w.values, precision)?,
         bias: Some(ctx.upload_weight(&format!("{prefix}.bias"), &b.values)?),
         in_full: inp as u32,
     })
 }
 
 impl LightHubert {
-    /// Uploads every tensor inference uses, once, at its full supernet size.
+    /// Uploads every tensor inference uses, once, at its full supernet size, in f32.
     pub fn load(ctx: Arc<GpuContext>, ckpt: &Checkpoint) -> Result<Self> {
-        let scope = ctx.clone();
-        scope.scoped(|| Self::load_unscoped(ctx, ckpt))
+        Self::load_with(ctx, ckpt, WeightPrecision::F32)
     }
 
-    fn load_unscoped(ctx: Arc<GpuContext>, ckpt: &Checkpoint) -> Result<Self> {
+    /// [`LightHubert::load`], storing the weight matrices in `precision`.
+    pub fn load_with(ctx: Arc<GpuContext>, ckpt: &Checkpoint, precision: WeightPrecision) -> Result<Self> {
+        let scope = ctx.clone();
+        scope.scoped(|| Self::load_unscoped(ctx, ckpt, precision))
+    }
+
+    /// How the weight matrices are stored.
+    pub fn weight_precision(&self) -> WeightPrecision {
+        self.post_extract_proj.weight.precision
+    }
+
+    fn load_unscoped(ctx: Arc<GpuContext>, ckpt: &Checkpoint, precision: WeightPrecision) -> Result<Self> {
         let supernet = Supernet::from_config(&ckpt.config)?;
         let d = supernet.dims.clone();
         let c = &*ctx;
@@ -171,7 +182,7 @@ impl LightHubert {
             };
             conv_blocks.push(ConvBlock {
                 conv: Linear {
-                    weight: c.upload_weight(&format!("{p}.0.weight"), &repacked)?,
+                    weight: c.upload_matrix(&format!("{p}.0.weight"), &repacked, precision)?,
                     bias,
                     in_full: (spec.kernel * in_ch) as u32,
                 },
@@ -184,7 +195,7 @@ impl LightHubert {
 
         let (e, ch) = (d.embed, d.conv_channels);
         let feature_norm = upload_norm(c, ckpt, "layer_norm", ch)?;
-        let post_extract_proj = upload_linear(c, ckpt, "post_extract_proj", e, ch)?;
+        let post_extract_proj = upload_linear(c, ckpt, "post_extract_proj", e, ch, precision)?;
 
         let k = d.pos_conv_kernel;
         let gs = e / d.pos_conv_groups;
@@ -196,7 +207,10 @@ impl LightHubert {
                 ckpt.tensor("encoder.pos_conv.0.parametrizations.weight.original1", &[e, gs, k])?,
             ),
         };
-        let pos_conv_weight = c.upload_weight("encoder.pos_conv.0.weight", &weight_norm_dim2(&v.values, &g.values, k))?;
+        // v as stored (exact in f16 for an f16 checkpoint), the weight norm as one scale per tap.
+        let pos_conv_weight = c.upload_matrix("encoder.pos_conv.0.weight_v", &v.values, precision)?;
+        let pos_conv_tap_scale =
+            c.upload_weight("encoder.pos_conv.0.weight_norm", &weight_norm_scales(&v.values, &g.values, k))?;
         let pos_conv_bias = c.upload_weight(
             "encoder.pos_conv.0.bias",
             &ckpt.tensor("encoder.pos_conv.0.bias", &[e])?.values,
@@ -208,13 +222,13 @@ impl LightHubert {
             let p = format!("encoder.layers.{l}");
             let a = d.attention;
             layers.push(EncoderLayer {
-                q: upload_linear(c, ckpt, &format!("{p}.self_attn.q_proj"), a, e)?,
-                k: upload_linear(c, ckpt, &format!("{p}.self_attn.k_proj"), a, e)?,
-                v: upload_linear(c, ckpt, &format!("{p}.self_attn.v_proj"), a, e)?,
-                out: upload_linear(c, ckpt, &format!("{p}.self_attn.out_proj"), e, a)?,
+                q: upload_linear(c, ckpt, &format!("{p}.self_attn.q_proj"), a, e, precision)?,
+                k: upload_linear(c, ckpt, &format!("{p}.self_attn.k_proj"), a, e, precision)?,
+                v: upload_linear(c, ckpt, &format!("{p}.self_attn.v_proj"), a, e, precision)?,
+                out: upload_linear(c, ckpt, &format!("{p}.self_attn.out_proj"), e, a, precision)?,
                 attn_norm: upload_norm(c, ckpt, &format!("{p}.self_attn_layer_norm"), e)?,
-                fc1: upload_linear(c, ckpt, &format!("{p}.fc1"), d.ffn, e)?,
-                fc2: upload_linear(c, ckpt, &format!("{p}.fc2"), e, d.ffn)?,
+                fc1: upload_linear(c, ckpt, &format!("{p}.fc1"), d.ffn, e, precision)?,
+                fc2: upload_linear(c, ckpt, &format!("{p}.fc2"), e, d.ffn, precision)?,
                 final_norm: upload_norm(c, ckpt, &format!("{p}.final_layer_norm"), e)?,
             });
         }
@@ -227,6 +241,7 @@ impl LightHubert {
             feature_norm,
             post_extract_proj,
             pos_conv_weight,
+            pos_conv_tap_scale,
             pos_conv_bias,
             encoder_norm,
             layers,
@@ -259,8 +274,8 @@ impl LightHubert {
     pub fn fits(&self, subnet: &Subnet, batch: usize, longest: usize) -> bool {
         let d = &self.supernet.dims;
         let (b, max_groups) = (batch as u64, self.ctx.limits.max_compute_workgroups_per_dimension as u64);
-        // The linear kernel covers 32 rows per workgroup in y.
-        let rows_fit = |rows: u64| rows.div_ceil(32) <= max_groups;
+        // The linear kernels cover 16 (Tile16Vec4) or 32 (Tile4) rows per workgroup in y.
+        let rows_fit = |rows: u64| rows.div_ceil(16) <= max_groups;
         let mut largest = b * longest as u64;
         let mut t = longest as u64;
         for l in &d.conv_layers {
@@ -402,7 +417,7 @@ impl LightHubert {
         s.scope("pos_conv");
         let shape = PosConvShape { embed_full: d.embed as u32, groups: d.pos_conv_groups as u32, kernel: d.pos_conv_kernel as u32 };
         let with_pos = ctx.activation("pos_conv", (rows * e) as usize)?;
-        pos_conv_residual(s, &states[0], &self.pos_conv_weight, &self.pos_conv_bias, shape, &lengths, batch, t, e, &with_pos);
+        pos_conv_residual(s, &states[0], &self.pos_conv_weight, &self.pos_conv_tap_scale, &self.pos_conv_bias, shape, &lengths, batch, t, e, &with_pos);
         let mut hidden = ctx.activation("encoder_in", (rows * e) as usize)?;
         layer_norm(s, &with_pos, None, self.encoder_norm.affine(), rows, e, false, &hidden);
 

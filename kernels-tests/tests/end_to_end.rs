@@ -6,27 +6,44 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use kernels_tests::{assert_close, fixtures_dir, gpu, ErrorFigures, Fixture};
-use lighthubert::checkpoint::Checkpoint;
+use lighthubert::checkpoint::{Checkpoint, StoredDtype};
+use lighthubert::gpu::WeightPrecision;
 use lighthubert::{LightHubert, Subnet};
 
 const REL_L2: f64 = 1e-5;
 const MAX_ABS: f64 = 2e-4;
 
-fn model(name: &str) -> Arc<LightHubert> {
-    static MODELS: OnceLock<Mutex<HashMap<String, Arc<LightHubert>>>> = OnceLock::new();
+/// The model for a checkpoint and storage precision, and whether the checkpoint stores its
+/// weight matrices in f16.
+fn model(name: &str, precision: WeightPrecision) -> (Arc<LightHubert>, bool) {
+    type Cache = HashMap<(String, WeightPrecision), (Arc<LightHubert>, bool)>;
+    static MODELS: OnceLock<Mutex<Cache>> = OnceLock::new();
     let mut models = MODELS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     models
-        .entry(name.to_string())
+        .entry((name.to_string(), precision))
         .or_insert_with(|| {
             let ckpt = Checkpoint::open(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("{e}"));
-            Arc::new(LightHubert::load(gpu(), &ckpt).unwrap_or_else(|e| panic!("{e}")))
+            let stored_f16 = ckpt.get("post_extract_proj.weight").expect("post_extract_proj.weight").dtype == StoredDtype::F16;
+            let model = LightHubert::load_with(gpu(), &ckpt, precision).unwrap_or_else(|e| panic!("{e}"));
+            (Arc::new(model), stored_f16)
         })
         .clone()
 }
 
-fn check_case(case: &str) -> ErrorFigures {
+/// Bounds per state. f16 storage is exact for a checkpoint stored in f16, so it keeps the f32
+/// bounds there; on an f32 checkpoint it rounds every weight matrix (relative error up to
+/// 2^-11), measured at 7e-4 to 1.1e-3 relative L2 and 3e-3 to 5.4e-3 max abs.
+fn bounds(precision: WeightPrecision, checkpoint_stored_in_f16: bool) -> (f64, f64) {
+    match (precision, checkpoint_stored_in_f16) {
+        (WeightPrecision::F32, _) | (WeightPrecision::F16, true) => (REL_L2, MAX_ABS),
+        (WeightPrecision::F16, false) => (2e-3, 1e-2),
+    }
+}
+
+fn check_case(case: &str, precision: WeightPrecision) -> ErrorFigures {
     let f = Fixture::load(fixtures_dir().join("e2e").join(format!("{case}.safetensors")));
-    let model = model(f.meta("checkpoint"));
+    let (model, stored_f16) = model(f.meta("checkpoint"), precision);
+    let (rel_l2, max_abs) = bounds(precision, stored_f16);
     let subnet = Subnet::from_json(f.meta("subnet")).unwrap_or_else(|e| panic!("{case}: {e}"));
     let normalize = f.meta("normalize") == "true";
     let out = model.forward(&subnet, f.get("waveform"), normalize).unwrap_or_else(|e| panic!("{case}: {e}"));
@@ -37,11 +54,11 @@ fn check_case(case: &str) -> ErrorFigures {
     for (i, got) in out.states.iter().enumerate() {
         let key = format!("hidden.{i}");
         assert_eq!(f.shape(&key), &[out.frames, out.embed], "{case}: shape of {key}");
-        let e = assert_close(&format!("{case} {key}"), got, f.get(&key), REL_L2, MAX_ABS);
+        let e = assert_close(&format!("{case} {key} ({precision:?} weights)"), got, f.get(&key), rel_l2, max_abs);
         worst = worst.worst(e);
     }
     eprintln!(
-        "{case}: {} frames, E={}, {} states: worst rel L2 {:.2e}, max abs {:.2e} (reference f32 floor {} / {})",
+        "{case} ({precision:?} weights): {} frames, E={}, {} states: worst rel L2 {:.2e}, max abs {:.2e} (reference f32 floor {} / {})",
         out.frames,
         out.embed,
         out.states.len(),
@@ -58,9 +75,20 @@ macro_rules! e2e_cases {
         $(
             #[test]
             fn $name() {
-                check_case($case);
+                check_case($case, WeightPrecision::F32);
             }
         )*
+
+        /// The same cases with the weight matrices stored in f16.
+        mod f16_weights {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    check_case($case, WeightPrecision::F16);
+                }
+            )*
+        }
 
         /// Every fixture in `e2e/` must have a test above: a new fixture cannot go unchecked.
         #[test]

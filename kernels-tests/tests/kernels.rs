@@ -7,12 +7,12 @@ use std::sync::OnceLock;
 
 use kernels_tests::{assert_close, fixtures_dir, gpu, random_values, Fixture};
 use lighthubert::checkpoint::Checkpoint;
-use lighthubert::gpu::{CommandStream, GpuContext};
+use lighthubert::gpu::{stored_values, CommandStream, GpuContext, WeightMatrix, WeightPrecision};
 use lighthubert::kernels::attention::{attention, attention_cpu};
 use lighthubert::kernels::linear::{conv_weight_frame_major, linear, linear_as, linear_cpu, Activation, IndexMap, LinearForm, LinearInput, WeightSlice};
 use lighthubert::kernels::norm::{group_norm_time, group_norm_time_cpu, layer_norm, layer_norm_as, layer_norm_cpu, Affine, LayerNormForm};
 use lighthubert::kernels::pointwise::{gelu_cpu, gelu_inplace};
-use lighthubert::kernels::pos_conv::{pos_conv_residual, pos_conv_residual_cpu, weight_norm_dim2, PosConvShape};
+use lighthubert::kernels::pos_conv::{pos_conv_residual, pos_conv_residual_cpu, weight_norm_dim2, weight_norm_scales, PosConvShape};
 use lighthubert::model::ffn_units;
 use lighthubert::supernet::SupernetDims;
 
@@ -41,6 +41,12 @@ fn default_ckpt() -> &'static Checkpoint {
 fn weight(ctx: &GpuContext, ckpt: &Checkpoint, key: &str) -> wgpu::Buffer {
     let t = ckpt.get(key).unwrap_or_else(|| panic!("no tensor {key}"));
     ctx.upload_weight(key, &t.values).expect("upload")
+}
+
+/// A weight matrix of the checkpoint, stored in f32 like the engine's default.
+fn matrix(ctx: &GpuContext, ckpt: &Checkpoint, key: &str) -> WeightMatrix {
+    let t = ckpt.get(key).unwrap_or_else(|| panic!("no tensor {key}"));
+    ctx.upload_matrix(key, &t.values, WeightPrecision::F32).expect("upload")
 }
 
 fn values(ckpt: &Checkpoint, key: &str) -> Vec<f32> {
@@ -89,7 +95,7 @@ fn check_extractor(mode: &str, ckpt: &Checkpoint) {
         assert_eq!(want.len(), t_out * c, "block {i} frames");
         let p = format!("feature_extractor.conv_layers.{i}");
         let w = conv_weight_frame_major(&values(ckpt, &format!("{p}.0.weight")), c, cin, k);
-        let w = ctx.upload_weight("conv", &w).unwrap();
+        let w = ctx.upload_matrix("conv", &w, WeightPrecision::F32).unwrap();
         let bias = dims.conv_bias.then(|| weight(&ctx, ckpt, &format!("{p}.0.bias")));
         let norm_key = match (mode, i) {
             ("default", 0) => Some(format!("{p}.2")),
@@ -177,7 +183,7 @@ fn run_linear(prefix: &str, key: &str, depth: usize, cols: usize, rows_map: Inde
     let rows = x.len() / depth;
     let w = ckpt.get(&format!("{prefix}.weight")).unwrap();
     let in_full = w.shape[1];
-    let wb = weight(&ctx, ckpt, &format!("{prefix}.weight"));
+    let wb = matrix(&ctx, ckpt, &format!("{prefix}.weight"));
     let bb = weight(&ctx, ckpt, &format!("{prefix}.bias"));
     let xb = ctx.activation_from("x", x).unwrap();
     let y = ctx.activation("y", rows * cols).unwrap();
@@ -216,8 +222,13 @@ fn positional_conv_regroups_for_each_width() {
     let ckpt = default_ckpt();
     let dims = SupernetDims::from_config(&ckpt.config).unwrap();
     let k = dims.pos_conv_kernel;
-    let w = weight_norm_dim2(&values(ckpt, "encoder.pos_conv.0.weight_v"), &values(ckpt, "encoder.pos_conv.0.weight_g"), k);
-    let wb = ctx.upload_weight("pos_conv", &w).unwrap();
+    let (v, g) = (values(ckpt, "encoder.pos_conv.0.weight_v"), values(ckpt, "encoder.pos_conv.0.weight_g"));
+    let w = weight_norm_dim2(&v, &g, k);
+    let scales = weight_norm_scales(&v, &g, k);
+    let sb = ctx.upload_weight("pos_conv.scale", &scales).unwrap();
+    let wb = ctx.upload_matrix("pos_conv.v", &v, WeightPrecision::F32).unwrap();
+    let w16 = ctx.upload_matrix("pos_conv.v.f16", &v, WeightPrecision::F16).unwrap();
+    let w16_values: Vec<f32> = stored_values(&v, WeightPrecision::F16).iter().enumerate().map(|(i, &x)| x * scales[i % k]).collect();
     let bias = values(ckpt, "encoder.pos_conv.0.bias");
     let bb = ctx.upload_weight("pos_conv.bias", &bias).unwrap();
     let shape = PosConvShape { embed_full: dims.embed as u32, groups: dims.pos_conv_groups as u32, kernel: k as u32 };
@@ -228,10 +239,14 @@ fn positional_conv_regroups_for_each_width() {
         let xb = ctx.activation_from("x", x).unwrap();
         let y = ctx.activation("y", x.len()).unwrap();
         let lengths = ctx.u32_buffer("lengths", &[frames as u32]).unwrap();
-        let got = run(&ctx, &y, x.len(), |s| pos_conv_residual(s, &xb, &wb, &bb, shape, &lengths, 1, frames as u32, e as u32, &y));
+        let got = run(&ctx, &y, x.len(), |s| pos_conv_residual(s, &xb, &wb, &sb, &bb, shape, &lengths, 1, frames as u32, e as u32, &y));
         assert_close(&key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
         let cpu = pos_conv_residual_cpu(x, &w, &bias, shape, frames, e);
         assert_close(&format!("{key} cpu reference"), &cpu, f.get(&format!("{key}.y")), 1e-7, 2e-6);
+        // f16 storage computes exactly with the rounded weights.
+        let got = run(&ctx, &y, x.len(), |s| pos_conv_residual(s, &xb, &w16, &sb, &bb, shape, &lengths, 1, frames as u32, e as u32, &y));
+        let want = pos_conv_residual_cpu(x, &w16_values, &bias, shape, frames, e);
+        assert_close(&format!("{key} f16 weights vs cpu"), &got, &want, 1e-6, 5e-5);
     }
 }
 
@@ -244,7 +259,7 @@ fn attention_matches_reference_with_and_without_padding() {
     let p = "encoder.layers.3.self_attn";
     let proj = |name: &str| {
         let w = ckpt.get(&format!("{p}.{name}.weight")).unwrap();
-        (weight(&ctx, ckpt, &format!("{p}.{name}.weight")), weight(&ctx, ckpt, &format!("{p}.{name}.bias")), w.shape[1] as u32)
+        (matrix(&ctx, ckpt, &format!("{p}.{name}.weight")), weight(&ctx, ckpt, &format!("{p}.{name}.bias")), w.shape[1] as u32)
     };
     let [q, k, v, out] = ["q_proj", "k_proj", "v_proj", "out_proj"].map(proj);
     for (e, heads) in [(96usize, 1usize), (96, 2), (64, 2), (128, 2)] {
@@ -306,7 +321,7 @@ fn linear_kernel_matches_cpu_reference_on_ragged_shapes() {
     let b = random_values(6, out_full);
     let rows_map = IndexMap::chunked(10, 17);
     let cols_map = IndexMap::chunked(15, 20);
-    let (xb, wb, bb) = (ctx.activation_from("x", &x).unwrap(), ctx.upload_weight("w", &w).unwrap(), ctx.upload_weight("b", &b).unwrap());
+    let (xb, wb, bb) = (ctx.activation_from("x", &x).unwrap(), ctx.upload_matrix("w", &w, WeightPrecision::F32).unwrap(), ctx.upload_weight("b", &b).unwrap());
     let y = ctx.activation("y", rows * cols).unwrap();
     let got = run(&ctx, &y, rows * cols, |s| {
         let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
@@ -328,18 +343,23 @@ fn both_linear_forms_match_cpu_reference_on_ragged_aligned_shapes() {
     let b = random_values(9, out_full);
     let rows_map = IndexMap::chunked(10, 17);
     let cols_map = IndexMap::chunked(12, 16);
-    let (xb, wb, bb) = (ctx.activation_from("x", &x).unwrap(), ctx.upload_weight("w", &w).unwrap(), ctx.upload_weight("b", &b).unwrap());
+    let (xb, bb) = (ctx.activation_from("x", &x).unwrap(), ctx.upload_weight("b", &b).unwrap());
     let y = ctx.activation("y", batch * rows * cols).unwrap();
-    let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
     let input = LinearInput::windows(&xb, rows as u32, depth as u32, row_stride as u32, batch as u32, batch_stride as u32);
-    let want: Vec<f32> = (0..batch)
-        .flat_map(|u| linear_cpu(&x[u * batch_stride..], rows, depth, row_stride, &w, Some(&b), in_full, rows_map, cols_map, cols, Activation::Gelu))
-        .collect();
-    let forms = linear_forms(&input, &slice);
-    assert_eq!(forms.len(), 2, "this slice is vec4-aligned");
-    for form in forms {
-        let got = run(&ctx, &y, batch * rows * cols, |s| linear_as(s, form, input, slice, cols as u32, Activation::Gelu, &y));
-        assert_close(&format!("linear {form:?} vs cpu"), &got, &want, 1e-6, 5e-5);
+    // Each storage precision against the reference on the values it stores.
+    for precision in [WeightPrecision::F32, WeightPrecision::F16] {
+        let wb = ctx.upload_matrix("w", &w, precision).unwrap();
+        let stored = stored_values(&w, precision);
+        let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
+        let want: Vec<f32> = (0..batch)
+            .flat_map(|u| linear_cpu(&x[u * batch_stride..], rows, depth, row_stride, &stored, Some(&b), in_full, rows_map, cols_map, cols, Activation::Gelu))
+            .collect();
+        let forms = linear_forms(&input, &slice);
+        assert_eq!(forms.len(), 2, "this slice is vec4-aligned");
+        for form in forms {
+            let got = run(&ctx, &y, batch * rows * cols, |s| linear_as(s, form, input, slice, cols as u32, Activation::Gelu, &y));
+            assert_close(&format!("linear {form:?} {precision:?} vs cpu"), &got, &want, 1e-6, 5e-5);
+        }
     }
 }
 

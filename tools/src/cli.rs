@@ -5,6 +5,26 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::output::Format;
+use lighthubert::gpu::WeightPrecision;
+
+/// How the weight matrices are stored on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Weights {
+    /// Bit-exact to the checkpoint's f32 values.
+    F32,
+    /// Half the GPU memory; exact for checkpoints stored in f16, otherwise about 1e-3 relative
+    /// error on the hidden states (README: fidelity).
+    F16,
+}
+
+impl Weights {
+    pub fn precision(self) -> WeightPrecision {
+        match self {
+            Weights::F32 => WeightPrecision::F32,
+            Weights::F16 => WeightPrecision::F16,
+        }
+    }
+}
 
 /// Run LightHuBERT (the once-for-all HuBERT) subnets on the GPU and extract speech features.
 ///
@@ -47,6 +67,10 @@ pub struct ProfileArgs {
     #[arg(long, value_name = "PRESET|FILE.json", default_value = "default")]
     pub subnet: String,
 
+    /// How the weight matrices are stored on the GPU.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub weights: Weights,
+
     /// Seconds of synthetic audio to run, when no INPUT is given.
     #[arg(long, value_name = "S", default_value_t = 4.0)]
     pub seconds: f64,
@@ -76,6 +100,10 @@ pub struct ExtractArgs {
     /// Subnet: default, min, max, random:SEED, or a JSON file in the authors' format.
     #[arg(long, value_name = "PRESET|FILE.json", default_value = "default")]
     pub subnet: String,
+
+    /// How the weight matrices are stored on the GPU.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub weights: Weights,
 
     /// Normalise each waveform (zero mean, unit variance) as s3prl does. Default: the
     /// checkpoint's cfg.task.normalize.
@@ -127,6 +155,7 @@ impl ExtractArgs {
         ExtractArgs {
             checkpoint: None,
             subnet: "default".into(),
+            weights: Weights::F32,
             normalize: false,
             no_normalize: false,
             layers: "all".into(),

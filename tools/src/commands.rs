@@ -172,7 +172,7 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
 
     let ctx = open_gpu()?;
     let t_load = Instant::now();
-    let model = LightHubert::load(ctx.clone(), &src.ckpt).map_err(|e| CliError::model(&src.label, e))?;
+    let model = LightHubert::load_with(ctx.clone(), &src.ckpt, args.weights.precision()).map_err(|e| CliError::model(&src.label, e))?;
     let load_time = t_load.elapsed();
     let Source { ckpt, label: ckpt_label, bundled } = src;
     drop(ckpt); // the weights live on the GPU now
@@ -183,6 +183,7 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
         normalize,
         checkpoint: ckpt_label.clone(),
         frame_rate: frame_rate(&supernet),
+        weights: model.weight_precision().name().to_string(),
     };
 
     if bundled {
@@ -191,6 +192,7 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
     say!("checkpoint {ckpt_label}, loaded in {:.2} s", load_time.as_secs_f64());
     say!("subnet     {}", subnet_summary(&supernet, &subnet));
     say!("adapter    {}", ctx.describe());
+    say!("weights    {}", model.weight_precision().name());
     say!("normalize  {normalize}; {} file(s) in batches of {}", args.inputs.len(), args.batch_size);
 
     // Longest first, so padding stays small within a batch and memory peaks early.
@@ -335,7 +337,7 @@ fn demo(args: &ExtractArgs) -> Result<(), CliError> {
 
     let ctx = open_gpu()?;
     let t0 = Instant::now();
-    let model = LightHubert::load(ctx.clone(), &src.ckpt).map_err(|e| CliError::model(&src.label, e))?;
+    let model = LightHubert::load_with(ctx.clone(), &src.ckpt, args.weights.precision()).map_err(|e| CliError::model(&src.label, e))?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let normalize = args.normalize().unwrap_or_else(|| model.default_normalize());
     let options = ExtractOptions { normalize: Some(normalize), layers };

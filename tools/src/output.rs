@@ -162,6 +162,8 @@ pub struct RunInfo {
     pub checkpoint: String,
     /// Frames per second of the features (16000 / the extractor's total stride).
     pub frame_rate: String,
+    /// How the weight matrices were stored on the GPU (f32 or f16).
+    pub weights: String,
 }
 
 /// Writes one utterance's features as `format` to `path` (atomically).
@@ -222,6 +224,7 @@ pub fn metadata(features: &Features, source: &Path, run: &RunInfo) -> HashMap<St
         ("source".to_string(), source.display().to_string()),
         ("layers".to_string(), layers),
         ("normalize".to_string(), run.normalize.to_string()),
+        ("weights".to_string(), run.weights.clone()),
         ("checkpoint".to_string(), run.checkpoint.clone()),
     ])
 }

@@ -213,6 +213,7 @@ fn one_input_to_safetensors_with_layers_and_metadata() {
     assert_eq!(meta["layers"], "[0,3]");
     assert_eq!(meta["normalize"], "true");
     assert!(meta["checkpoint"].contains("tiny-layernorm-f16.pt"), "{}", meta["checkpoint"]);
+    assert_eq!(meta["weights"], "f32");
 
     // The same numbers as the library, on the same 16-bit samples.
     let samples: Vec<f32> =
@@ -226,6 +227,31 @@ fn one_input_to_safetensors_with_layers_and_metadata() {
         let got: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         assert_close(&got, &want.states[k], &format!("hidden_state.{index}"));
     }
+}
+
+#[test]
+fn f16_weight_storage_is_recorded_and_exact_for_an_f16_checkpoint() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("words.wav");
+    write_wav(&input, 16_000, 16, false, &[speech(1.0, 1.0)]);
+    let read = |name: &str, weights: &str| {
+        let out = dir.path().join(name);
+        assert_ok(&lighthubert(&[&"extract", &input, &"--out", &out, &"--layers", &"12", &"--weights", &weights]));
+        let bytes = std::fs::read(&out).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let t = st.tensor("hidden_state.12").unwrap();
+        let values: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        (meta.metadata().clone().unwrap()["weights"].clone(), values)
+    };
+    let (w16, half) = read("f16.safetensors", "f16");
+    let (w32, full) = read("f32.safetensors", "f32");
+    assert_eq!((w16.as_str(), w32.as_str()), ("f16", "f32"));
+    // The bundled checkpoint stores f16: f16 storage holds the same values.
+    assert_close(&half, &full, "f16 vs f32 storage");
+    let o = lighthubert(&[&"extract", &input, &"--out", &dir.path().join("x.npy"), &"--weights", &"bf16"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("bf16"), "{}", stderr(&o));
 }
 
 #[test]

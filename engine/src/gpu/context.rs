@@ -190,9 +190,14 @@ impl GpuContext {
         format!("{} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
     }
 
-    /// Uploads one full supernet tensor. This is the only path weights take to the GPU.
+    /// Uploads one full supernet tensor as f32 (biases, norms; matrices go through
+    /// [`GpuContext::upload_matrix`]). These are the only paths weights take to the GPU.
     pub fn upload_weight(&self, label: &str, values: &[f32]) -> Result<wgpu::Buffer, GpuError> {
-        let bytes: &[u8] = bytemuck::cast_slice(values);
+        self.upload_weight_bytes(label, bytemuck::cast_slice(values))
+    }
+
+    /// Uploads weight storage of any layout (see [`GpuContext::upload_matrix`]).
+    pub(crate) fn upload_weight_bytes(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer, GpuError> {
         self.check_size(label, bytes.len() as u64)?;
         // An empty tensor still needs a valid binding.
         let contents: &[u8] = if bytes.is_empty() { &[0u8; 4] } else { bytes };

@@ -5,11 +5,13 @@ mod context;
 mod pipelines;
 mod profile;
 mod stream;
+mod weights;
 
 pub use context::{AdapterChoice, Counters, GpuContext};
 pub use pipelines::{Kernel, ShaderFile, SHADER_FILES};
 pub use profile::{DispatchTiming, KernelSummary, Profile};
 pub use stream::{CommandStream, Cost};
+pub use weights::{stored_values, WeightMatrix, WeightPrecision};
 
 use thiserror::Error;
 

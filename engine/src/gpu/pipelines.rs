@@ -1,10 +1,15 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// WGSL sources, embedded at build time. `gelu.wgsl` is a prelude of functions that the
-/// kernels needing GELU are composed with (WGSL has no includes).
+use super::WeightPrecision;
+
+/// WGSL sources, embedded at build time. WGSL has no includes, so kernels are composed with
+/// preludes: `gelu.wgsl` for the kernels that need GELU, and one weight storage prelude
+/// (`weights_f32.wgsl` or `weights_f16.wgsl`) for the kernels that read weight matrices.
 pub mod sources {
     pub const GELU: &str = include_str!("../../../shaders/gelu.wgsl");
+    pub const WEIGHTS_F32: &str = include_str!("../../../shaders/weights_f32.wgsl");
+    pub const WEIGHTS_F16: &str = include_str!("../../../shaders/weights_f16.wgsl");
     pub const POINTWISE: &str = include_str!("../../../shaders/pointwise.wgsl");
     pub const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
     pub const LINEAR_TILED: &str = include_str!("../../../shaders/linear_tiled.wgsl");
@@ -13,16 +18,17 @@ pub mod sources {
     pub const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
 }
 
-/// Every compute entry point the engine dispatches.
+/// Every compute entry point the engine dispatches; kernels that read weight matrices come
+/// in one variant per storage precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Gelu,
-    Linear,
-    LinearTiled,
+    Linear(WeightPrecision),
+    LinearTiled(WeightPrecision),
     LayerNorm,
     LayerNormRowwise,
     GroupNormTime,
-    PosConvResidual,
+    PosConvResidual(WeightPrecision),
     Attention,
 }
 
@@ -30,6 +36,8 @@ pub enum Kernel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ShaderFile {
     pub name: &'static str,
+    /// Names this composition among those of the same file (the weight precision).
+    pub variant: &'static str,
     pub source: &'static str,
     pub preludes: &'static [&'static str],
 }
@@ -45,54 +53,85 @@ impl ShaderFile {
         s.push_str(self.source);
         s
     }
+
+    /// `name`, with the variant if there is one: unique across [`SHADER_FILES`].
+    pub fn label(&self) -> String {
+        if self.variant.is_empty() {
+            self.name.to_string()
+        } else {
+            format!("{} ({})", self.name, self.variant)
+        }
+    }
 }
 
 const WITH_GELU: &[&str] = &[sources::GELU];
+const GELU_F32: &[&str] = &[sources::GELU, sources::WEIGHTS_F32];
+const GELU_F16: &[&str] = &[sources::GELU, sources::WEIGHTS_F16];
+
+const fn file(name: &'static str, variant: &'static str, source: &'static str, preludes: &'static [&'static str]) -> ShaderFile {
+    ShaderFile { name, variant, source, preludes }
+}
 
 /// All shader modules, each as composed for compilation. The naga test validates these.
 pub const SHADER_FILES: &[ShaderFile] = &[
-    ShaderFile { name: "gelu.wgsl", source: sources::GELU, preludes: &[] },
-    ShaderFile { name: "pointwise.wgsl", source: sources::POINTWISE, preludes: WITH_GELU },
-    ShaderFile { name: "linear.wgsl", source: sources::LINEAR, preludes: WITH_GELU },
-    ShaderFile { name: "linear_tiled.wgsl", source: sources::LINEAR_TILED, preludes: WITH_GELU },
-    ShaderFile { name: "norm.wgsl", source: sources::NORM, preludes: WITH_GELU },
-    ShaderFile { name: "pos_conv.wgsl", source: sources::POS_CONV, preludes: WITH_GELU },
-    ShaderFile { name: "attention.wgsl", source: sources::ATTENTION, preludes: &[] },
+    file("gelu.wgsl", "", sources::GELU, &[]),
+    file("weights_f32.wgsl", "", sources::WEIGHTS_F32, &[]),
+    file("weights_f16.wgsl", "", sources::WEIGHTS_F16, &[]),
+    file("pointwise.wgsl", "", sources::POINTWISE, WITH_GELU),
+    file("linear.wgsl", "f32 weights", sources::LINEAR, GELU_F32),
+    file("linear.wgsl", "f16 weights", sources::LINEAR, GELU_F16),
+    file("linear_tiled.wgsl", "f32 weights", sources::LINEAR_TILED, GELU_F32),
+    file("linear_tiled.wgsl", "f16 weights", sources::LINEAR_TILED, GELU_F16),
+    file("norm.wgsl", "", sources::NORM, WITH_GELU),
+    file("pos_conv.wgsl", "f32 weights", sources::POS_CONV, GELU_F32),
+    file("pos_conv.wgsl", "f16 weights", sources::POS_CONV, GELU_F16),
+    file("attention.wgsl", "", sources::ATTENTION, &[]),
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::Gelu,
-        Kernel::Linear,
-        Kernel::LinearTiled,
+        Kernel::Linear(WeightPrecision::F32),
+        Kernel::Linear(WeightPrecision::F16),
+        Kernel::LinearTiled(WeightPrecision::F32),
+        Kernel::LinearTiled(WeightPrecision::F16),
         Kernel::LayerNorm,
         Kernel::LayerNormRowwise,
         Kernel::GroupNormTime,
-        Kernel::PosConvResidual,
+        Kernel::PosConvResidual(WeightPrecision::F32),
+        Kernel::PosConvResidual(WeightPrecision::F16),
         Kernel::Attention,
     ];
 
     pub fn file(self) -> &'static ShaderFile {
-        let name = match self {
-            Kernel::Gelu => "pointwise.wgsl",
-            Kernel::Linear => "linear.wgsl",
-            Kernel::LinearTiled => "linear_tiled.wgsl",
-            Kernel::LayerNorm | Kernel::LayerNormRowwise | Kernel::GroupNormTime => "norm.wgsl",
-            Kernel::PosConvResidual => "pos_conv.wgsl",
-            Kernel::Attention => "attention.wgsl",
+        let (name, precision) = match self {
+            Kernel::Gelu => ("pointwise.wgsl", None),
+            Kernel::Linear(p) => ("linear.wgsl", Some(p)),
+            Kernel::LinearTiled(p) => ("linear_tiled.wgsl", Some(p)),
+            Kernel::LayerNorm | Kernel::LayerNormRowwise | Kernel::GroupNormTime => ("norm.wgsl", None),
+            Kernel::PosConvResidual(p) => ("pos_conv.wgsl", Some(p)),
+            Kernel::Attention => ("attention.wgsl", None),
         };
-        SHADER_FILES.iter().find(|f| f.name == name).expect("every kernel's file is listed")
+        let variant = match precision {
+            None => "",
+            Some(WeightPrecision::F32) => "f32 weights",
+            Some(WeightPrecision::F16) => "f16 weights",
+        };
+        SHADER_FILES
+            .iter()
+            .find(|f| f.name == name && f.variant == variant)
+            .expect("every kernel's file is listed")
     }
 
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::Gelu => "gelu_inplace",
-            Kernel::Linear => "linear",
-            Kernel::LinearTiled => "linear_tiled",
+            Kernel::Linear(_) => "linear",
+            Kernel::LinearTiled(_) => "linear_tiled",
             Kernel::LayerNorm => "layer_norm",
             Kernel::LayerNormRowwise => "layer_norm_rowwise",
             Kernel::GroupNormTime => "group_norm_time",
-            Kernel::PosConvResidual => "pos_conv_residual",
+            Kernel::PosConvResidual(_) => "pos_conv_residual",
             Kernel::Attention => "attention",
         }
     }
@@ -101,7 +140,7 @@ impl Kernel {
 /// Pipelines are compiled on first use and kept for the life of the device.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<&'static ShaderFile, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<Kernel, wgpu::ComputePipeline>>,
 }
 
@@ -115,10 +154,10 @@ impl PipelineCache {
         let module = {
             let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
             modules
-                .entry(file.name)
+                .entry(file)
                 .or_insert_with(|| {
                     device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(file.name),
+                        label: Some(&file.label()),
                         source: wgpu::ShaderSource::Wgsl(file.composed().into()),
                     })
                 })

@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream};
-use crate::gpu::Kernel;
+use crate::gpu::{Kernel, WeightMatrix};
 
 /// Maps a subnet index onto a supernet index: `(i / chunk) * chunk_stride + i % chunk`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl IndexMap {
 /// A sliced view of a full `[out_full, in_full]` weight and its bias, as the kernel reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct WeightSlice<'a> {
-    pub weight: &'a wgpu::Buffer,
+    pub weight: &'a WeightMatrix,
     pub bias: Option<&'a wgpu::Buffer>,
     /// Row length of the full weight (`in_full`).
     pub row_stride: u32,
@@ -119,13 +119,14 @@ impl LinearForm {
         cols_ok && [input.depth, input.row_stride, input.batch_stride, w.row_stride].iter().all(|v| v % 4 == 0)
     }
 
-    /// The kernel, and the outputs one workgroup covers along (units, frames).
-    fn kernel_and_extent(self) -> (Kernel, [u32; 2]) {
+    /// The kernel for weights stored as in `w`, and the outputs one workgroup covers along
+    /// (units, frames).
+    fn kernel_and_extent(self, w: &WeightMatrix) -> (Kernel, [u32; 2]) {
         match self {
-            LinearForm::Tile4 => (Kernel::Linear, [4 * 8, 4 * 8]),
+            LinearForm::Tile4 => (Kernel::Linear(w.precision), [4 * 8, 4 * 8]),
             // One row of 8 invocations: short transformer inputs still make enough workgroups
             // to keep every CPU thread busy.
-            LinearForm::Tile16Vec4 => (Kernel::LinearTiled, [16 * 8, 16]),
+            LinearForm::Tile16Vec4 => (Kernel::LinearTiled(w.precision), [16 * 8, 16]),
         }
     }
 }
@@ -177,15 +178,16 @@ pub fn linear_as(
     };
     let empty = stream.context().empty.clone();
     let bias = w.bias.unwrap_or(&empty);
-    let (kernel, [per_x, per_y]) = form.kernel_and_extent();
+    let (kernel, [per_x, per_y]) = form.kernel_and_extent(w.weight);
     stream.dispatch(
         kernel,
         &params,
-        &[input.x, w.weight, bias, y],
+        &[input.x, &w.weight.buffer, bias, y],
         [cols.div_ceil(per_x), input.rows.div_ceil(per_y), input.batch.max(1)],
     );
     let (b, m, k, n) = (input.batch.max(1) as f64, input.rows as f64, input.depth as f64, cols as f64);
-    stream.cost(2.0 * b * m * k * n, 4.0 * (n * k + b * m * k + b * m * n));
+    let wb = w.weight.precision.bytes_per_value() as f64;
+    stream.cost(2.0 * b * m * k * n, wb * n * k + 4.0 * (b * m * k + b * m * n));
 }
 
 /// Lays a conv weight [out, in, kernel] out as [out, kernel, in]. With frame-major input

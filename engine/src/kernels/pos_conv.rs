@@ -3,7 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream};
-use crate::gpu::Kernel;
+use crate::gpu::{Kernel, WeightMatrix};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -31,13 +31,15 @@ impl PosConvShape {
     }
 }
 
-/// y = x + GELU(conv(x) + bias) for x [batch, frames, channels], with the full weight-normed
-/// weight. Utterance b has `lengths[b]` real frames; the rest count as zero padding.
+/// y = x + GELU(conv(x) + bias) for x [batch, frames, channels], with the full weight as
+/// v and its per-tap weight-norm scales ([`weight_norm_scales`]). Utterance b has `lengths[b]`
+/// real frames; the rest count as zero padding.
 #[allow(clippy::too_many_arguments)]
 pub fn pos_conv_residual(
     stream: &mut CommandStream,
     x: &wgpu::Buffer,
-    weight: &wgpu::Buffer,
+    weight: &WeightMatrix,
+    tap_scale: &wgpu::Buffer,
     bias: &wgpu::Buffer,
     shape: PosConvShape,
     lengths: &wgpu::Buffer,
@@ -56,29 +58,34 @@ pub fn pos_conv_residual(
         _pad: [0; 2],
     };
     stream.dispatch(
-        Kernel::PosConvResidual,
+        Kernel::PosConvResidual(weight.precision),
         &params,
-        &[x, weight, bias, lengths, y],
+        &[x, &weight.buffer, bias, lengths, y, tap_scale],
         [channels.div_ceil(64), frames.div_ceil(4), batch],
     );
     let (rows, c, taps) = (batch as f64 * frames as f64, channels as f64, (params.group_size * shape.kernel) as f64);
-    stream.cost(2.0 * rows * c * taps, 4.0 * (c * taps + 2.0 * rows * c));
+    let wb = weight.precision.bytes_per_value() as f64;
+    stream.cost(2.0 * rows * c * taps, wb * c * taps + 4.0 * 2.0 * rows * c);
 }
 
-/// The weight-normed weight g * v / ||v||, the norm over all but the kernel axis (dim=2), for
-/// each of the `kernel` taps. Computed once, on the full tensor, in f64.
-pub fn weight_norm_dim2(v: &[f32], g: &[f32], kernel: usize) -> Vec<f32> {
+fn tap_norms(v: &[f32], kernel: usize) -> Vec<f64> {
     let mut norms = vec![0f64; kernel];
     for (i, &x) in v.iter().enumerate() {
         norms[i % kernel] += x as f64 * x as f64;
     }
-    v.iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            let k = i % kernel;
-            (g[k] as f64 * x as f64 / norms[k].sqrt()) as f32
-        })
-        .collect()
+    norms.iter().map(|n| n.sqrt()).collect()
+}
+
+/// The weight norm's scale g / ||v|| for each of the `kernel` taps, the norm over all but the
+/// kernel axis (dim=2) of the full tensor. Computed once, in f64.
+pub fn weight_norm_scales(v: &[f32], g: &[f32], kernel: usize) -> Vec<f32> {
+    tap_norms(v, kernel).iter().zip(g).map(|(n, &g)| (g as f64 / n) as f32).collect()
+}
+
+/// The weight-normed weight g * v / ||v|| itself, in f64 then rounded (for CPU references).
+pub fn weight_norm_dim2(v: &[f32], g: &[f32], kernel: usize) -> Vec<f32> {
+    let norms = tap_norms(v, kernel);
+    v.iter().enumerate().map(|(i, &x)| (g[i % kernel] as f64 * x as f64 / norms[i % kernel]) as f32).collect()
 }
 
 /// CPU reference of [`pos_conv_residual`] for one utterance.
