@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::{Checkpoint, ExtractorMode};
 use crate::error::{Error, Result};
-use crate::gpu::{CommandStream, GpuContext, Profile, WeightMatrix, WeightPrecision};
+use crate::gpu::{Arena, CommandStream, GpuContext, Profile, WeightMatrix, WeightPrecision};
 use crate::kernels::attention::{attention, HEAD_DIM};
 use crate::kernels::linear::{conv_weight_frame_major, linear, Activation, IndexMap, LinearInput, WeightSlice};
 use crate::kernels::norm::{group_norm_time, layer_norm, Affine};
@@ -320,8 +320,10 @@ impl LightHubert {
         if waveforms.is_empty() {
             return Ok(Vec::new());
         }
+        // The arena lends pooled activation buffers and takes them back once read.
+        let arena = Arena::new(&self.ctx);
         let mut s = CommandStream::new(&self.ctx);
-        let recorded = self.record(&mut s, subnet, waveforms, normalize)?;
+        let recorded = self.record(&mut s, &arena, subnet, waveforms, normalize)?;
         s.submit()?;
         self.read_states(&recorded)
     }
@@ -330,14 +332,15 @@ impl LightHubert {
     /// [`CommandStream::submit_profiled`]). Run a normal forward first so pipelines are built.
     pub fn profile(&self, subnet: &Subnet, waveform: &[f32], normalize: bool) -> Result<Profile> {
         self.ctx.scoped(|| {
+            let arena = Arena::new(&self.ctx);
             let mut s = CommandStream::new(&self.ctx);
-            self.record(&mut s, subnet, &[waveform], normalize)?;
+            self.record(&mut s, &arena, subnet, &[waveform], normalize)?;
             Ok(s.submit_profiled()?)
         })
     }
 
-    /// Queues the whole forward pass of a batch on `s`.
-    fn record(&self, s: &mut CommandStream, subnet: &Subnet, waveforms: &[&[f32]], normalize: bool) -> Result<Recorded> {
+    /// Queues the whole forward pass of a batch on `s`, its activations taken from `arena`.
+    fn record(&self, s: &mut CommandStream, arena: &Arena, subnet: &Subnet, waveforms: &[&[f32]], normalize: bool) -> Result<Recorded> {
         self.supernet.validate(subnet)?;
         let d = &self.supernet.dims;
         for w in waveforms {
@@ -348,7 +351,6 @@ impl LightHubert {
                 return Err(Error::AudioTooShort { samples: w.len(), min: min_samples(d) });
             }
         }
-        let ctx = &*self.ctx;
         let batch = waveforms.len() as u32;
         let e = subnet.embed_dim as u32;
 
@@ -367,7 +369,7 @@ impl LightHubert {
 
         // 1. Conv feature extractor, frame-major [batch, frames, channels] from the first block
         //    on. Rows past an utterance's own frames hold finite values that nothing valid reads.
-        let mut x = ctx.activation_from("waveform", &padded)?;
+        let mut x = arena.activation_from("waveform", &padded)?;
         let mut lengths_in: Vec<u32> = waveforms.iter().map(|w| w.len() as u32).collect();
         let mut t_in = longest as u32;
         for (i, block) in self.conv_blocks.iter().enumerate() {
@@ -377,17 +379,17 @@ impl LightHubert {
             let (k, stride) = (spec.kernel as u32, spec.stride as u32);
             let t_out = (t_in - k) / stride + 1;
             let lengths_out: Vec<u32> = lengths_in.iter().map(|&l| (l - k) / stride + 1).collect();
-            let conv_out = ctx.activation(&format!("conv{i}"), (batch * t_out * ch) as usize)?;
+            let conv_out = arena.activation(&format!("conv{i}"), (batch * t_out * ch) as usize)?;
             let windows = LinearInput::windows(&x, t_out, k * cin, stride * cin, batch, t_in * cin);
             let act = if block.norm.is_none() { Activation::Gelu } else { Activation::None };
             linear(s, windows, block.conv.prefix(), ch, act, &conv_out);
             x = match &block.norm {
                 None => conv_out,
                 Some(norm) => {
-                    let normed = ctx.activation(&format!("conv{i}.norm"), (batch * t_out * ch) as usize)?;
+                    let normed = arena.activation(&format!("conv{i}.norm"), (batch * t_out * ch) as usize)?;
                     match d.extractor_mode {
                         ExtractorMode::Default => {
-                            let lengths = ctx.u32_buffer(&format!("conv{i}.lengths"), &lengths_out)?;
+                            let lengths = arena.u32_buffer(&format!("conv{i}.lengths"), &lengths_out)?;
                             group_norm_time(s, &conv_out, norm.affine(), &lengths, batch, t_out, ch, true, &normed)
                         }
                         ExtractorMode::LayerNorm => {
@@ -402,35 +404,35 @@ impl LightHubert {
         }
         let t = t_in;
         let rows = batch * t;
-        let lengths = ctx.u32_buffer("lengths", &lengths_in)?;
+        let lengths = arena.u32_buffer("lengths", &lengths_in)?;
 
         // 2. Feature LayerNorm and the projection to the subnet's width: hidden state 0.
         s.scope("features");
         let ch = d.conv_channels as u32;
-        let features = ctx.activation("features", (rows * ch) as usize)?;
+        let features = arena.activation("features", (rows * ch) as usize)?;
         layer_norm(s, &x, None, self.feature_norm.affine(), rows, ch, false, &features);
-        let mut states = vec![ctx.activation("hidden.0", (rows * e) as usize)?];
+        let mut states = vec![arena.activation("hidden.0", (rows * e) as usize)?];
         let features_in = LinearInput::dense(&features, rows, ch);
         linear(s, features_in, self.post_extract_proj.prefix(), e, Activation::None, &states[0]);
 
         // 3. Positional conv with its residual, then the encoder LayerNorm.
         s.scope("pos_conv");
         let shape = PosConvShape { embed_full: d.embed as u32, groups: d.pos_conv_groups as u32, kernel: d.pos_conv_kernel as u32 };
-        let with_pos = ctx.activation("pos_conv", (rows * e) as usize)?;
+        let with_pos = arena.activation("pos_conv", (rows * e) as usize)?;
         pos_conv_residual(s, &states[0], &self.pos_conv_weight, &self.pos_conv_tap_scale, &self.pos_conv_bias, shape, &lengths, batch, t, e, &with_pos);
-        let mut hidden = ctx.activation("encoder_in", (rows * e) as usize)?;
+        let mut hidden = arena.activation("encoder_in", (rows * e) as usize)?;
         layer_norm(s, &with_pos, None, self.encoder_norm.affine(), rows, e, false, &hidden);
 
         // 4. The kept layers. Scratch buffers are sized for the widest layer and reused.
         let layers = subnet.layers();
         let a_max = layers.iter().map(|l| l.heads as u32 * HEAD_DIM).max().unwrap_or(HEAD_DIM);
         let f_max = layers.iter().map(|l| l.ffn as u32).max().unwrap_or(1);
-        let [q, k, v, heads_out] = ["q", "k", "v", "attention"].map(|n| ctx.activation(n, (rows * a_max) as usize));
+        let [q, k, v, heads_out] = ["q", "k", "v", "attention"].map(|n| arena.activation(n, (rows * a_max) as usize));
         let (q, k, v, heads_out) = (q?, k?, v?, heads_out?);
-        let attn_proj = ctx.activation("out_proj", (rows * e) as usize)?;
-        let after_attn = ctx.activation("after_attention", (rows * e) as usize)?;
-        let ffn_hidden = ctx.activation("fc1", (rows * f_max) as usize)?;
-        let ffn_out = ctx.activation("fc2", (rows * e) as usize)?;
+        let attn_proj = arena.activation("out_proj", (rows * e) as usize)?;
+        let after_attn = arena.activation("after_attention", (rows * e) as usize)?;
+        let ffn_hidden = arena.activation("fc1", (rows * f_max) as usize)?;
+        let ffn_out = arena.activation("fc2", (rows * e) as usize)?;
         for (n, choice) in layers.iter().enumerate() {
             s.scope(format!("layer {}", n + 1));
             let layer = &self.layers[choice.layer];
@@ -449,7 +451,7 @@ impl LightHubert {
             linear(s, LinearInput::dense(&after_attn, rows, e), fc1, f, Activation::Gelu, &ffn_hidden);
             let fc2 = layer.fc2.slice(IndexMap::PREFIX, units);
             linear(s, LinearInput::dense(&ffn_hidden, rows, f), fc2, e, Activation::None, &ffn_out);
-            let out = ctx.activation(&format!("hidden.{}", n + 1), (rows * e) as usize)?;
+            let out = arena.activation(&format!("hidden.{}", n + 1), (rows * e) as usize)?;
             layer_norm(s, &after_attn, Some(&ffn_out), layer.final_norm.affine(), rows, e, false, &out);
             states.push(out.clone());
             hidden = out;

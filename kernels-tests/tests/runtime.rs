@@ -1,5 +1,6 @@
 //! The GPU runtime's promises: weights go up once, switching subnets uploads nothing and
-//! creates no weight buffer, pipelines are compiled once, and a forward pass is one submit.
+//! creates no weight buffer, pipelines are compiled once, a forward pass is one submit, and
+//! activation buffers are pooled across calls.
 
 use kernels_tests::{fixtures_dir, gpu, random_values};
 use lighthubert::checkpoint::Checkpoint;
@@ -37,9 +38,16 @@ fn switching_across_50_random_subnets_uploads_no_weights() {
     assert_eq!((counters.weight_buffers_created(), counters.weight_bytes_uploaded()), snapshot, "a subnet switch touched weights");
     assert_eq!(ctx.pipelines_built(), pipelines, "pipelines were rebuilt");
 
-    // Nothing leaks from one subnet to the next: the first result comes back bit for bit.
+    // Nothing leaks from one subnet to the next, even through reused activation buffers: the
+    // first result comes back bit for bit, and a repeated shape allocates nothing.
+    let (created, reused) = (counters.activation_buffers_created(), counters.activation_buffers_reused());
     let again = model.forward(&model.supernet().preset(&Preset::Default), &wave, true).unwrap();
     assert_eq!(first.states, again.states);
+    assert_eq!(counters.activation_buffers_created(), created, "a repeated forward created activation buffers");
+    assert!(counters.activation_buffers_reused() > reused);
+    assert!(ctx.pooled_bytes() > 0);
+    ctx.release_pooled();
+    assert_eq!(ctx.pooled_bytes(), 0);
 }
 
 #[test]

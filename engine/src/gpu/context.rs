@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use super::pipelines::PipelineCache;
+use super::pool::BufferPool;
 use super::GpuError;
 
 /// Which adapter to open. `backends` defaults to what `WGPU_BACKEND` says (all if unset);
@@ -36,6 +37,7 @@ pub struct Counters {
     weight_bytes_uploaded: AtomicU64,
     weight_buffers_created: AtomicU64,
     activation_buffers_created: AtomicU64,
+    pub(crate) activation_buffers_reused: AtomicU64,
     submissions: AtomicU64,
 }
 
@@ -48,6 +50,10 @@ impl Counters {
     }
     pub fn activation_buffers_created(&self) -> u64 {
         self.activation_buffers_created.load(Ordering::Relaxed)
+    }
+    /// Activation buffers a forward pass took from the pool instead of creating.
+    pub fn activation_buffers_reused(&self) -> u64 {
+        self.activation_buffers_reused.load(Ordering::Relaxed)
     }
     /// Command-buffer submissions: a forward pass is one, plus one for reading results back.
     pub fn submissions(&self) -> u64 {
@@ -65,6 +71,7 @@ pub struct GpuContext {
     pub adapter_info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub(crate) pipelines: PipelineCache,
+    pub(crate) pool: BufferPool,
     counters: Counters,
     /// Bound where a kernel's optional input (a bias, a residual) is absent.
     pub(crate) empty: wgpu::Buffer,
@@ -150,6 +157,7 @@ impl GpuContext {
             adapter_info,
             limits,
             pipelines: PipelineCache::default(),
+            pool: BufferPool::default(),
             counters: Counters::default(),
             empty,
             uncaptured,
@@ -211,9 +219,14 @@ impl GpuContext {
         Ok(buffer)
     }
 
-    /// A storage buffer for activations of `len` f32 values.
+    pub(crate) fn activation_bytes(len: usize) -> u64 {
+        (len.max(4) * 4) as u64
+    }
+
+    /// A new storage buffer for activations of `len` f32 values, outside the pool (a forward
+    /// pass takes pooled ones from an [`Arena`](super::Arena)).
     pub fn activation(&self, label: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
-        let bytes = (len.max(4) * 4) as u64;
+        let bytes = Self::activation_bytes(len);
         self.check_size(label, bytes)?;
         self.counters.activation_buffers_created.fetch_add(1, Ordering::Relaxed);
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -242,6 +255,16 @@ impl GpuContext {
             self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(values));
         }
         Ok(buffer)
+    }
+
+    /// Bytes of activation buffers waiting in the pool for the next forward pass.
+    pub fn pooled_bytes(&self) -> u64 {
+        self.pool.pooled_bytes()
+    }
+
+    /// Frees every pooled activation buffer (for example after one unusually long input).
+    pub fn release_pooled(&self) {
+        self.pool.clear()
     }
 
     /// The largest buffer a kernel can bind on this device.

@@ -3,12 +3,14 @@
 
 mod context;
 mod pipelines;
+mod pool;
 mod profile;
 mod stream;
 mod weights;
 
 pub use context::{AdapterChoice, Counters, GpuContext};
 pub use pipelines::{Kernel, ShaderFile, SHADER_FILES};
+pub use pool::Arena;
 pub use profile::{DispatchTiming, KernelSummary, Profile};
 pub use stream::{CommandStream, Cost};
 pub use weights::{stored_values, WeightMatrix, WeightPrecision};
