@@ -1,6 +1,6 @@
 // Normalisations: LayerNorm over a frame's channels (optionally after a residual add and
-// before a GELU), in a cooperative and a row-per-invocation form, and GroupNorm with one
-// group per channel, over time, then GELU.
+// before a GELU), cooperatively (layer_norm_rowwise.wgsl has the row-per-invocation form for
+// CPU adapters), and GroupNorm with one group per channel, over time, then GELU.
 // All take statistics in two passes (mean, then squared deviations) to match the
 // reference's accuracy. Needs the gelu.wgsl prelude.
 
@@ -81,38 +81,6 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     for (var c = lane; c < p.width; c += LN_LANES) {
-        var v = (input_at(base + c) - mean) * inv_std * gamma[c] + beta[c];
-        if ((p.flags & FLAG_GELU) != 0u) {
-            v = gelu(v);
-        }
-        y[base + c] = v;
-    }
-}
-
-// One invocation per row and no barriers: what CPU implementations (lavapipe) run fastest,
-// since their barriers cost per invocation. GPUs get `layer_norm` above.
-@compute @workgroup_size(64)
-fn layer_norm_rowwise(@builtin(workgroup_id) wid: vec3<u32>,
-              @builtin(num_workgroups) groups: vec3<u32>,
-              @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = (wid.y * groups.x + wid.x) * 64u + lid.x;
-    if (row >= p.rows) {
-        return;
-    }
-    let base = row * p.width;
-    let n = f32(p.width);
-    var s = 0.0;
-    for (var c = 0u; c < p.width; c++) {
-        s += input_at(base + c);
-    }
-    let mean = s / n;
-    var q = 0.0;
-    for (var c = 0u; c < p.width; c++) {
-        let d = input_at(base + c) - mean;
-        q += d * d;
-    }
-    let inv_std = inverseSqrt(q / n + p.eps);
-    for (var c = 0u; c < p.width; c++) {
         var v = (input_at(base + c) - mean) * inv_std * gamma[c] + beta[c];
         if ((p.flags & FLAG_GELU) != 0u) {
             v = gelu(v);

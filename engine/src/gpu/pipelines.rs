@@ -14,6 +14,7 @@ pub mod sources {
     pub const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
     pub const LINEAR_TILED: &str = include_str!("../../../shaders/linear_tiled.wgsl");
     pub const NORM: &str = include_str!("../../../shaders/norm.wgsl");
+    pub const LAYER_NORM_ROWWISE: &str = include_str!("../../../shaders/layer_norm_rowwise.wgsl");
     pub const POS_CONV: &str = include_str!("../../../shaders/pos_conv.wgsl");
     pub const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
 }
@@ -83,6 +84,7 @@ pub const SHADER_FILES: &[ShaderFile] = &[
     file("linear_tiled.wgsl", "f32 weights", sources::LINEAR_TILED, GELU_F32),
     file("linear_tiled.wgsl", "f16 weights", sources::LINEAR_TILED, GELU_F16),
     file("norm.wgsl", "", sources::NORM, WITH_GELU),
+    file("layer_norm_rowwise.wgsl", "", sources::LAYER_NORM_ROWWISE, WITH_GELU),
     file("pos_conv.wgsl", "f32 weights", sources::POS_CONV, GELU_F32),
     file("pos_conv.wgsl", "f16 weights", sources::POS_CONV, GELU_F16),
     file("attention.wgsl", "", sources::ATTENTION, &[]),
@@ -108,7 +110,8 @@ impl Kernel {
             Kernel::Gelu => ("pointwise.wgsl", None),
             Kernel::Linear(p) => ("linear.wgsl", Some(p)),
             Kernel::LinearTiled(p) => ("linear_tiled.wgsl", Some(p)),
-            Kernel::LayerNorm | Kernel::LayerNormRowwise | Kernel::GroupNormTime => ("norm.wgsl", None),
+            Kernel::LayerNorm | Kernel::GroupNormTime => ("norm.wgsl", None),
+            Kernel::LayerNormRowwise => ("layer_norm_rowwise.wgsl", None),
             Kernel::PosConvResidual(p) => ("pos_conv.wgsl", Some(p)),
             Kernel::Attention => ("attention.wgsl", None),
         };

@@ -33,14 +33,15 @@ pub struct Affine<'a> {
 pub enum LayerNormForm {
     /// 64 invocations per row, 4 rows per workgroup, tree reductions: for GPUs.
     Cooperative,
-    /// One invocation per row, no barriers: for CPU implementations such as lavapipe, where
-    /// a barrier costs per invocation (7x faster there on the conv extractor's norms).
+    /// One invocation per row, no barriers, vec4 loads (width % 4 == 0): for CPU
+    /// implementations such as lavapipe, where a barrier costs per invocation (7x faster there
+    /// on the conv extractor's norms) and every storage load a loop over the SIMD lanes.
     Rowwise,
 }
 
 impl LayerNormForm {
-    pub fn for_device(ctx: &crate::gpu::GpuContext) -> Self {
-        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
+    pub fn for_device(ctx: &crate::gpu::GpuContext, width: u32) -> Self {
+        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu && width % 4 == 0 {
             LayerNormForm::Rowwise
         } else {
             LayerNormForm::Cooperative
@@ -61,7 +62,7 @@ pub fn layer_norm(
     gelu: bool,
     y: &wgpu::Buffer,
 ) {
-    let form = LayerNormForm::for_device(stream.context());
+    let form = LayerNormForm::for_device(stream.context(), width);
     layer_norm_as(stream, form, x, residual, affine, rows, width, gelu, y);
 }
 
@@ -78,6 +79,7 @@ pub fn layer_norm_as(
     gelu: bool,
     y: &wgpu::Buffer,
 ) {
+    assert!(form != LayerNormForm::Rowwise || width % 4 == 0, "layer_norm_rowwise reads whole vec4s");
     let flags = if residual.is_some() { FLAG_RESIDUAL } else { 0 } | if gelu { FLAG_GELU } else { 0 };
     let empty = stream.context().empty.clone();
     let (kernel, rows_per_group) = match form {
