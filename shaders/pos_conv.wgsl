@@ -1,10 +1,10 @@
 // Convolutional positional embedding with its residual: y = x + GELU(conv(x) + b).
 //
-// The weight is the full supernet tensor v [E_full, E_full / groups, K] with its weight norm
-// as one scale per tap (below).
+// The weight is the full supernet tensor v [E_full, E_full / groups, K], laid out tap-major
+// as [E_full, K, E_full / groups] at load, with its weight norm as one scale per tap (below).
 // A subnet of width E keeps the same number of groups, so its group size E / groups differs
 // from the supernet's: output channel o of group g reads input channels g*gs .. g*gs + gs
-// through weight[o, 0..gs, k]. Padding K/2 on both sides and dropping the last output frame
+// through v[o, 0..gs, k]. Padding K/2 on both sides and dropping the last output frame
 // (K is even) means output frame t sees input frames t - K/2 .. t + K/2 - 1.
 // Batched: utterance b is `frames` rows from b * frames, of which lengths[b] are real; frames
 // past the length count as the zero padding a lone utterance would see. Padded rows copy x.
@@ -19,8 +19,9 @@ struct PosConvParams {
     // Stride between output channels of the full weight: (E_full / groups) * K.
     w_out_stride: u32,
     pad: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Stride between taps of one output channel: E_full / groups.
+    w_tap_stride: u32,
+    _pad: u32,
 }
 
 const TILE_T: u32 = 4u;
@@ -57,7 +58,7 @@ fn pos_conv_residual(@builtin(global_invocation_id) gid: vec3<u32>) {
             let x_row = (row0 + u32(src)) * p.channels + in_base;
             var s = 0.0;
             for (var i = 0u; i < p.group_size; i++) {
-                s = fma(weight(w_base + i * p.kernel + k), x[x_row + i], s);
+                s = fma(weight(w_base + k * p.w_tap_stride + i), x[x_row + i], s);
             }
             acc[j] = fma(s, tap_scale[k], acc[j]);
         }

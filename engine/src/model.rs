@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::{Checkpoint, ExtractorMode};
 use crate::error::{Error, Result};
-use crate::gpu::{Arena, CommandStream, GpuContext, Profile, WeightMatrix, WeightPrecision};
+use crate::gpu::{Arena, CommandStream, GpuContext, Kernel, Profile, WeightMatrix, WeightPrecision};
 use crate::kernels::attention::{attention, HEAD_DIM};
 use crate::kernels::linear::{conv_weight_frame_major, linear, Activation, IndexMap, LinearInput, WeightSlice};
 use crate::kernels::norm::{group_norm_time, layer_norm, Affine};
@@ -208,7 +208,8 @@ impl LightHubert {
             ),
         };
         // v as stored (exact in f16 for an f16 checkpoint), the weight norm as one scale per tap.
-        let pos_conv_weight = c.upload_matrix("encoder.pos_conv.0.weight_v", &v.values, precision)?;
+        let tap_major = conv_weight_frame_major(&v.values, e, gs, k);
+        let pos_conv_weight = c.upload_matrix("encoder.pos_conv.0.weight_v", &tap_major, precision)?;
         let pos_conv_tap_scale =
             c.upload_weight("encoder.pos_conv.0.weight_norm", &weight_norm_scales(&v.values, &g.values, k))?;
         let pos_conv_bias = c.upload_weight(
@@ -232,6 +233,10 @@ impl LightHubert {
                 final_norm: upload_norm(c, ckpt, &format!("{p}.final_layer_norm"), e)?,
             });
         }
+
+        // Every kernel a forward of any subnet may pick, in this precision: which form a
+        // dispatch takes depends on the subnet's widths, and a switch must not compile.
+        ctx.build_pipelines(Kernel::ALL.into_iter().filter(|k| k.weight_precision().is_none_or(|p| p == precision)));
 
         Ok(LightHubert {
             ctx,

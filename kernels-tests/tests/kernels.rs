@@ -12,7 +12,7 @@ use lighthubert::kernels::attention::{attention, attention_cpu};
 use lighthubert::kernels::linear::{conv_weight_frame_major, linear, linear_as, linear_cpu, Activation, IndexMap, LinearForm, LinearInput, WeightSlice};
 use lighthubert::kernels::norm::{group_norm_time, group_norm_time_cpu, layer_norm, layer_norm_as, layer_norm_cpu, Affine, LayerNormForm};
 use lighthubert::kernels::pointwise::{gelu_cpu, gelu_inplace};
-use lighthubert::kernels::pos_conv::{pos_conv_residual, pos_conv_residual_cpu, weight_norm_dim2, weight_norm_scales, PosConvShape};
+use lighthubert::kernels::pos_conv::{pos_conv_residual_as, pos_conv_residual_cpu, weight_norm_dim2, weight_norm_scales, PosConvForm, PosConvShape};
 use lighthubert::model::ffn_units;
 use lighthubert::supernet::SupernetDims;
 
@@ -226,12 +226,15 @@ fn positional_conv_regroups_for_each_width() {
     let w = weight_norm_dim2(&v, &g, k);
     let scales = weight_norm_scales(&v, &g, k);
     let sb = ctx.upload_weight("pos_conv.scale", &scales).unwrap();
-    let wb = ctx.upload_matrix("pos_conv.v", &v, WeightPrecision::F32).unwrap();
-    let w16 = ctx.upload_matrix("pos_conv.v.f16", &v, WeightPrecision::F16).unwrap();
+    let (e_full, gs_full) = (dims.embed, dims.embed / dims.pos_conv_groups);
+    let tap_major = conv_weight_frame_major(&v, e_full, gs_full, k);
+    let wb = ctx.upload_matrix("pos_conv.v", &tap_major, WeightPrecision::F32).unwrap();
+    let w16 = ctx.upload_matrix("pos_conv.v.f16", &tap_major, WeightPrecision::F16).unwrap();
     let w16_values: Vec<f32> = stored_values(&v, WeightPrecision::F16).iter().enumerate().map(|(i, &x)| x * scales[i % k]).collect();
     let bias = values(ckpt, "encoder.pos_conv.0.bias");
     let bb = ctx.upload_weight("pos_conv.bias", &bias).unwrap();
     let shape = PosConvShape { embed_full: dims.embed as u32, groups: dims.pos_conv_groups as u32, kernel: k as u32 };
+    let mut tiled_runs = 0;
     for e in [64usize, 96, 128] {
         let key = format!("pos_conv.e{e}");
         let x = f.get(&format!("{key}.x"));
@@ -239,14 +242,59 @@ fn positional_conv_regroups_for_each_width() {
         let xb = ctx.activation_from("x", x).unwrap();
         let y = ctx.activation("y", x.len()).unwrap();
         let lengths = ctx.u32_buffer("lengths", &[frames as u32]).unwrap();
-        let got = run(&ctx, &y, x.len(), |s| pos_conv_residual(s, &xb, &wb, &sb, &bb, shape, &lengths, 1, frames as u32, e as u32, &y));
-        assert_close(&key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
         let cpu = pos_conv_residual_cpu(x, &w, &bias, shape, frames, e);
         assert_close(&format!("{key} cpu reference"), &cpu, f.get(&format!("{key}.y")), 1e-7, 2e-6);
-        // f16 storage computes exactly with the rounded weights.
-        let got = run(&ctx, &y, x.len(), |s| pos_conv_residual(s, &xb, &w16, &sb, &bb, shape, &lengths, 1, frames as u32, e as u32, &y));
-        let want = pos_conv_residual_cpu(x, &w16_values, &bias, shape, frames, e);
-        assert_close(&format!("{key} f16 weights vs cpu"), &got, &want, 1e-6, 5e-5);
+        let want16 = pos_conv_residual_cpu(x, &w16_values, &bias, shape, frames, e);
+        let mut forms = vec![PosConvForm::Direct];
+        if PosConvForm::tiled_fits(shape, e as u32) {
+            forms.push(PosConvForm::Tiled);
+            tiled_runs += 1;
+        }
+        for form in forms {
+            let conv = |s: &mut CommandStream, w: &WeightMatrix| {
+                pos_conv_residual_as(s, form, &xb, w, &sb, &bb, shape, &lengths, 1, frames as u32, e as u32, &y)
+            };
+            let got = run(&ctx, &y, x.len(), |s| conv(s, &wb));
+            assert_close(&format!("{key} ({form:?})"), &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
+            // f16 storage computes exactly with the rounded weights.
+            let got = run(&ctx, &y, x.len(), |s| conv(s, &w16));
+            assert_close(&format!("{key} ({form:?}) f16 weights vs cpu"), &got, &want16, 1e-6, 5e-5);
+        }
+    }
+    assert_eq!(tiled_runs, 2, "E=64 and E=128 have group sizes divisible by 4");
+}
+
+#[test]
+fn positional_conv_forms_match_cpu_reference_on_a_padded_batch() {
+    let ctx = gpu();
+    // Two utterances padded to 45 frames (one of them 23 long), widths whose groups are 8
+    // channels of a 12-channel supernet group, and a kernel of 16 taps.
+    let shape = PosConvShape { embed_full: 48, groups: 4, kernel: 16 };
+    let (e, frames, lengths) = (32usize, 45usize, [45u32, 23]);
+    let (gs_full, k) = (12usize, 16usize);
+    let v = random_values(11, 48 * gs_full * k);
+    let g = random_values(12, k);
+    let bias = random_values(13, 48);
+    let x = random_values(14, 2 * frames * e);
+    let scales = weight_norm_scales(&v, &g, k);
+    let w = weight_norm_dim2(&v, &g, k);
+    let tap_major = conv_weight_frame_major(&v, 48, gs_full, k);
+    let (sb, bb) = (ctx.upload_weight("scale", &scales).unwrap(), ctx.upload_weight("bias", &bias).unwrap());
+    let (xb, y) = (ctx.activation_from("x", &x).unwrap(), ctx.activation("y", x.len()).unwrap());
+    let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
+    // A lone utterance sees zeros past its end; padded rows copy x.
+    let mut want = Vec::new();
+    for (u, &len) in lengths.iter().enumerate() {
+        let len = len as usize;
+        let xu = &x[u * frames * e..(u + 1) * frames * e];
+        want.extend(pos_conv_residual_cpu(&xu[..len * e], &w, &bias, shape, len, e));
+        want.extend_from_slice(&xu[len * e..]);
+    }
+    assert!(PosConvForm::tiled_fits(shape, e as u32));
+    for form in [PosConvForm::Direct, PosConvForm::Tiled] {
+        let wb = ctx.upload_matrix("v", &tap_major, WeightPrecision::F32).unwrap();
+        let got = run(&ctx, &y, x.len(), |s| pos_conv_residual_as(s, form, &xb, &wb, &sb, &bb, shape, &lb, 2, frames as u32, e as u32, &y));
+        assert_close(&format!("pos_conv {form:?} batch vs cpu"), &got, &want, 1e-6, 5e-5);
     }
 }
 

@@ -192,6 +192,14 @@ impl GpuContext {
         self.pipelines.len()
     }
 
+    /// Compiles `kernels` now, so that no later forward pass (a subnet switch that changes a
+    /// kernel's form, say) stalls on shader compilation.
+    pub fn build_pipelines(&self, kernels: impl IntoIterator<Item = super::Kernel>) {
+        for k in kernels {
+            self.pipelines.get(&self.device, k);
+        }
+    }
+
     /// A one-line description of the adapter, for logs and benchmark records.
     pub fn describe(&self) -> String {
         let i = &self.adapter_info;

@@ -16,6 +16,7 @@ pub mod sources {
     pub const NORM: &str = include_str!("../../../shaders/norm.wgsl");
     pub const LAYER_NORM_ROWWISE: &str = include_str!("../../../shaders/layer_norm_rowwise.wgsl");
     pub const POS_CONV: &str = include_str!("../../../shaders/pos_conv.wgsl");
+    pub const POS_CONV_TILED: &str = include_str!("../../../shaders/pos_conv_tiled.wgsl");
     pub const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
 }
 
@@ -30,6 +31,7 @@ pub enum Kernel {
     LayerNormRowwise,
     GroupNormTime,
     PosConvResidual(WeightPrecision),
+    PosConvTiled(WeightPrecision),
     Attention,
 }
 
@@ -87,11 +89,13 @@ pub const SHADER_FILES: &[ShaderFile] = &[
     file("layer_norm_rowwise.wgsl", "", sources::LAYER_NORM_ROWWISE, WITH_GELU),
     file("pos_conv.wgsl", "f32 weights", sources::POS_CONV, GELU_F32),
     file("pos_conv.wgsl", "f16 weights", sources::POS_CONV, GELU_F16),
+    file("pos_conv_tiled.wgsl", "f32 weights", sources::POS_CONV_TILED, GELU_F32),
+    file("pos_conv_tiled.wgsl", "f16 weights", sources::POS_CONV_TILED, GELU_F16),
     file("attention.wgsl", "", sources::ATTENTION, &[]),
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 13] = [
         Kernel::Gelu,
         Kernel::Linear(WeightPrecision::F32),
         Kernel::Linear(WeightPrecision::F16),
@@ -102,6 +106,8 @@ impl Kernel {
         Kernel::GroupNormTime,
         Kernel::PosConvResidual(WeightPrecision::F32),
         Kernel::PosConvResidual(WeightPrecision::F16),
+        Kernel::PosConvTiled(WeightPrecision::F32),
+        Kernel::PosConvTiled(WeightPrecision::F16),
         Kernel::Attention,
     ];
 
@@ -113,6 +119,7 @@ impl Kernel {
             Kernel::LayerNorm | Kernel::GroupNormTime => ("norm.wgsl", None),
             Kernel::LayerNormRowwise => ("layer_norm_rowwise.wgsl", None),
             Kernel::PosConvResidual(p) => ("pos_conv.wgsl", Some(p)),
+            Kernel::PosConvTiled(p) => ("pos_conv_tiled.wgsl", Some(p)),
             Kernel::Attention => ("attention.wgsl", None),
         };
         let variant = match precision {
@@ -126,6 +133,14 @@ impl Kernel {
             .expect("every kernel's file is listed")
     }
 
+    /// The weight precision this kernel reads, if it reads weight matrices.
+    pub fn weight_precision(self) -> Option<WeightPrecision> {
+        match self {
+            Kernel::Linear(p) | Kernel::LinearTiled(p) | Kernel::PosConvResidual(p) | Kernel::PosConvTiled(p) => Some(p),
+            _ => None,
+        }
+    }
+
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::Gelu => "gelu_inplace",
@@ -135,6 +150,7 @@ impl Kernel {
             Kernel::LayerNormRowwise => "layer_norm_rowwise",
             Kernel::GroupNormTime => "group_norm_time",
             Kernel::PosConvResidual(_) => "pos_conv_residual",
+            Kernel::PosConvTiled(_) => "pos_conv_tiled",
             Kernel::Attention => "attention",
         }
     }

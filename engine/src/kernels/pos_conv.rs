@@ -14,7 +14,8 @@ struct PosConvParams {
     kernel: u32,
     w_out_stride: u32,
     pad: u32,
-    _pad: [u32; 2],
+    w_tap_stride: u32,
+    _pad: u32,
 }
 
 /// Shape of the full positional conv: weight [embed_full, embed_full / groups, kernel].
@@ -31,9 +32,37 @@ impl PosConvShape {
     }
 }
 
-/// y = x + GELU(conv(x) + bias) for x [batch, frames, channels], with the full weight as
-/// v and its per-tap weight-norm scales ([`weight_norm_scales`]). Utterance b has `lengths[b]`
-/// real frames; the rest count as zero padding.
+/// How a positional-conv dispatch spreads its outputs over invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PosConvForm {
+    /// One channel x 4 frames per invocation, scalar loads: any width, any device.
+    Direct,
+    /// 16 frames x 4 channels per invocation as 4 x 4 matrices, vec4 loads: group sizes that
+    /// are multiples of 4, for CPU adapters (see `shaders/pos_conv_tiled.wgsl`).
+    Tiled,
+}
+
+impl PosConvForm {
+    pub fn for_device(ctx: &crate::gpu::GpuContext, shape: PosConvShape, channels: u32) -> Self {
+        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu && Self::tiled_fits(shape, channels) {
+            PosConvForm::Tiled
+        } else {
+            PosConvForm::Direct
+        }
+    }
+
+    /// Whether the subnet's and the supernet's group sizes are multiples of 4.
+    pub fn tiled_fits(shape: PosConvShape, channels: u32) -> bool {
+        channels % shape.groups == 0 && (channels / shape.groups) % 4 == 0 && shape.full_group_size() % 4 == 0
+    }
+}
+
+/// y = x + GELU(conv(x) + bias) for x [batch, frames, channels], in the form that suits the
+/// device. The full weight is v laid out tap-major ([`conv_weight_frame_major`] of
+/// [E_full, E_full / groups, K]) with its per-tap weight-norm scales ([`weight_norm_scales`]).
+/// Utterance b has `lengths[b]` real frames; the rest count as zero padding.
+///
+/// [`conv_weight_frame_major`]: super::linear::conv_weight_frame_major
 #[allow(clippy::too_many_arguments)]
 pub fn pos_conv_residual(
     stream: &mut CommandStream,
@@ -48,6 +77,30 @@ pub fn pos_conv_residual(
     channels: u32,
     y: &wgpu::Buffer,
 ) {
+    let form = PosConvForm::for_device(stream.context(), shape, channels);
+    pos_conv_residual_as(stream, form, x, weight, tap_scale, bias, shape, lengths, batch, frames, channels, y);
+}
+
+/// [`pos_conv_residual`] in a given form.
+///
+/// # Panics
+/// If `form` is [`PosConvForm::Tiled`] and the shape does not [`PosConvForm::tiled_fits`].
+#[allow(clippy::too_many_arguments)]
+pub fn pos_conv_residual_as(
+    stream: &mut CommandStream,
+    form: PosConvForm,
+    x: &wgpu::Buffer,
+    weight: &WeightMatrix,
+    tap_scale: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    shape: PosConvShape,
+    lengths: &wgpu::Buffer,
+    batch: u32,
+    frames: u32,
+    channels: u32,
+    y: &wgpu::Buffer,
+) {
+    assert!(form != PosConvForm::Tiled || PosConvForm::tiled_fits(shape, channels), "pos_conv_tiled needs group sizes divisible by 4");
     let params = PosConvParams {
         frames,
         channels,
@@ -55,14 +108,14 @@ pub fn pos_conv_residual(
         kernel: shape.kernel,
         w_out_stride: shape.full_group_size() * shape.kernel,
         pad: shape.kernel / 2,
-        _pad: [0; 2],
+        w_tap_stride: shape.full_group_size(),
+        _pad: 0,
     };
-    stream.dispatch(
-        Kernel::PosConvResidual(weight.precision),
-        &params,
-        &[x, &weight.buffer, bias, lengths, y, tap_scale],
-        [channels.div_ceil(64), frames.div_ceil(4), batch],
-    );
+    let (kernel, groups) = match form {
+        PosConvForm::Direct => (Kernel::PosConvResidual(weight.precision), [channels.div_ceil(64), frames.div_ceil(4), batch]),
+        PosConvForm::Tiled => (Kernel::PosConvTiled(weight.precision), [channels.div_ceil(4 * 8), frames.div_ceil(16), batch]),
+    };
+    stream.dispatch(kernel, &params, &[x, &weight.buffer, bias, lengths, y, tap_scale], groups);
     let (rows, c, taps) = (batch as f64 * frames as f64, channels as f64, (params.group_size * shape.kernel) as f64);
     let wb = weight.precision.bytes_per_value() as f64;
     stream.cost(2.0 * rows * c * taps, wb * c * taps + 4.0 * 2.0 * rows * c);
