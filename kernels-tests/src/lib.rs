@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use lighthubert::gpu::{AdapterChoice, GpuContext};
+use lighthubert::gpu::{AdapterChoice, GpuContext, KernelFamily};
 
 /// `kernels-tests/fixtures`.
 pub fn fixtures_dir() -> PathBuf {
@@ -13,6 +13,21 @@ pub fn fixtures_dir() -> PathBuf {
 }
 
 /// One device for every test in a binary: creating a device per test is slow on lavapipe.
+/// A second device on the same adapter that runs the other kernel family's forms (the GPU
+/// forms on lavapipe), so every form is checked end to end whatever the test machine has.
+pub fn gpu_other_family() -> Arc<GpuContext> {
+    static CTX: OnceLock<Arc<GpuContext>> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let other = match gpu().kernel_family {
+            KernelFamily::Cpu => "gpu",
+            KernelFamily::Gpu => "cpu",
+        };
+        let choice = AdapterChoice { kernels: Some(other.into()), ..AdapterChoice::from_env() };
+        Arc::new(GpuContext::new(&choice).unwrap_or_else(|e| panic!("{e}")))
+    })
+    .clone()
+}
+
 pub fn gpu() -> Arc<GpuContext> {
     static CTX: OnceLock<Arc<GpuContext>> = OnceLock::new();
     CTX.get_or_init(|| {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use kernels_tests::{assert_close, fixtures_dir, gpu, ErrorFigures, Fixture};
+use kernels_tests::{assert_close, fixtures_dir, gpu, gpu_other_family, ErrorFigures, Fixture};
 use lighthubert::checkpoint::{Checkpoint, StoredDtype};
 use lighthubert::gpu::WeightPrecision;
 use lighthubert::{LightHubert, Subnet};
@@ -15,16 +15,17 @@ const MAX_ABS: f64 = 2e-4;
 
 /// The model for a checkpoint and storage precision, and whether the checkpoint stores its
 /// weight matrices in f16.
-fn model(name: &str, precision: WeightPrecision) -> (Arc<LightHubert>, bool) {
-    type Cache = HashMap<(String, WeightPrecision), (Arc<LightHubert>, bool)>;
+fn model(name: &str, precision: WeightPrecision, other_family: bool) -> (Arc<LightHubert>, bool) {
+    type Cache = HashMap<(String, WeightPrecision, bool), (Arc<LightHubert>, bool)>;
     static MODELS: OnceLock<Mutex<Cache>> = OnceLock::new();
     let mut models = MODELS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     models
-        .entry((name.to_string(), precision))
+        .entry((name.to_string(), precision, other_family))
         .or_insert_with(|| {
             let ckpt = Checkpoint::open(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("{e}"));
             let stored_f16 = ckpt.get("post_extract_proj.weight").expect("post_extract_proj.weight").dtype == StoredDtype::F16;
-            let model = LightHubert::load_with(gpu(), &ckpt, precision).unwrap_or_else(|e| panic!("{e}"));
+            let ctx = if other_family { gpu_other_family() } else { gpu() };
+            let model = LightHubert::load_with(ctx, &ckpt, precision).unwrap_or_else(|e| panic!("{e}"));
             (Arc::new(model), stored_f16)
         })
         .clone()
@@ -40,9 +41,10 @@ fn bounds(precision: WeightPrecision, checkpoint_stored_in_f16: bool) -> (f64, f
     }
 }
 
-fn check_case(case: &str, precision: WeightPrecision) -> ErrorFigures {
+fn check_case(case: &str, precision: WeightPrecision, other_family: bool) -> ErrorFigures {
     let f = Fixture::load(fixtures_dir().join("e2e").join(format!("{case}.safetensors")));
-    let (model, stored_f16) = model(f.meta("checkpoint"), precision);
+    let (model, stored_f16) = model(f.meta("checkpoint"), precision, other_family);
+    let family = model.context().kernel_family;
     let (rel_l2, max_abs) = bounds(precision, stored_f16);
     let subnet = Subnet::from_json(f.meta("subnet")).unwrap_or_else(|e| panic!("{case}: {e}"));
     let normalize = f.meta("normalize") == "true";
@@ -54,11 +56,11 @@ fn check_case(case: &str, precision: WeightPrecision) -> ErrorFigures {
     for (i, got) in out.states.iter().enumerate() {
         let key = format!("hidden.{i}");
         assert_eq!(f.shape(&key), &[out.frames, out.embed], "{case}: shape of {key}");
-        let e = assert_close(&format!("{case} {key} ({precision:?} weights)"), got, f.get(&key), rel_l2, max_abs);
+        let e = assert_close(&format!("{case} {key} ({precision:?} weights, {family:?} kernels)"), got, f.get(&key), rel_l2, max_abs);
         worst = worst.worst(e);
     }
     eprintln!(
-        "{case} ({precision:?} weights): {} frames, E={}, {} states: worst rel L2 {:.2e}, max abs {:.2e} (reference f32 floor {} / {})",
+        "{case} ({precision:?} weights, {family:?} kernels): {} frames, E={}, {} states: worst rel L2 {:.2e}, max abs {:.2e} (reference f32 floor {} / {})",
         out.frames,
         out.embed,
         out.states.len(),
@@ -75,9 +77,21 @@ macro_rules! e2e_cases {
         $(
             #[test]
             fn $name() {
-                check_case($case, WeightPrecision::F32);
+                check_case($case, WeightPrecision::F32, false);
             }
         )*
+
+        /// The same cases with the kernel forms of the other family (on lavapipe: the GPU
+        /// forms, workgroup memory and cooperative reductions included).
+        mod other_kernel_family {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    check_case($case, WeightPrecision::F32, true);
+                }
+            )*
+        }
 
         /// The same cases with the weight matrices stored in f16.
         mod f16_weights {
@@ -85,7 +99,7 @@ macro_rules! e2e_cases {
             $(
                 #[test]
                 fn $name() {
-                    check_case($case, WeightPrecision::F16);
+                    check_case($case, WeightPrecision::F16, false);
                 }
             )*
         }

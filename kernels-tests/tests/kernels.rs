@@ -58,7 +58,7 @@ fn values(ckpt: &Checkpoint, key: &str) -> Vec<f32> {
 fn linear_forms(input: &LinearInput, w: &WeightSlice) -> Vec<LinearForm> {
     let mut forms = vec![LinearForm::Tile4];
     if LinearForm::vec4_aligned(input, w) {
-        forms.push(LinearForm::Tile16Vec4);
+        forms.extend([LinearForm::Tile16Vec4, LinearForm::Shared64]);
     }
     forms
 }
@@ -403,7 +403,7 @@ fn both_linear_forms_match_cpu_reference_on_ragged_aligned_shapes() {
             .flat_map(|u| linear_cpu(&x[u * batch_stride..], rows, depth, row_stride, &stored, Some(&b), in_full, rows_map, cols_map, cols, Activation::Gelu))
             .collect();
         let forms = linear_forms(&input, &slice);
-        assert_eq!(forms.len(), 2, "this slice is vec4-aligned");
+        assert_eq!(forms.len(), 3, "this slice is vec4-aligned");
         for form in forms {
             let got = run(&ctx, &y, batch * rows * cols, |s| linear_as(s, form, input, slice, cols as u32, Activation::Gelu, &y));
             assert_close(&format!("linear {form:?} {precision:?} vs cpu"), &got, &want, 1e-6, 5e-5);

@@ -74,3 +74,12 @@ fn device_errors_come_back_as_errors_and_the_engine_keeps_working() {
     let out = model.forward(&subnet, &random_values(1, 4000), false).expect("the device still runs");
     assert_eq!(out.frames, (4000 - 400) / 320 + 1);
 }
+
+#[test]
+fn a_bad_kernel_family_setting_is_a_clear_error() {
+    use lighthubert::gpu::{AdapterChoice, GpuContext};
+    let choice = AdapterChoice { kernels: Some("fast".into()), ..AdapterChoice::from_env() };
+    let err = GpuContext::new(&choice).err().expect("`fast` is not a kernel family");
+    let msg = err.to_string();
+    assert!(msg.contains("LIGHTHUBERT_KERNELS") && msg.contains("fast") && msg.contains("gpu or cpu"), "{msg}");
+}

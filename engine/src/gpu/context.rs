@@ -7,13 +7,36 @@ use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
 use super::GpuError;
 
+/// Which kernel forms a device runs: those written for GPUs (workgroup memory, cooperative
+/// reductions) or those for CPU implementations such as lavapipe (large register tiles, vec4
+/// loads, no barriers). Every form computes the same values; the choice is speed only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KernelFamily {
+    Gpu,
+    Cpu,
+}
+
+impl std::str::FromStr for KernelFamily {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "gpu" => Ok(KernelFamily::Gpu),
+            "cpu" => Ok(KernelFamily::Cpu),
+            _ => Err(format!("`{s}` is not a kernel family (expected gpu or cpu)")),
+        }
+    }
+}
+
 /// Which adapter to open. `backends` defaults to what `WGPU_BACKEND` says (all if unset);
 /// `name_filter` is a case-insensitive substring of the adapter name, from
-/// `LIGHTHUBERT_ADAPTER` by default.
+/// `LIGHTHUBERT_ADAPTER` by default; `kernels` overrides the kernel family the device type
+/// implies (`LIGHTHUBERT_KERNELS=gpu|cpu`: run the GPU forms on lavapipe to test them).
 #[derive(Debug, Clone)]
 pub struct AdapterChoice {
     pub backends: wgpu::Backends,
     pub name_filter: Option<String>,
+    pub kernels: Option<String>,
 }
 
 impl AdapterChoice {
@@ -21,6 +44,7 @@ impl AdapterChoice {
         AdapterChoice {
             backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
             name_filter: std::env::var("LIGHTHUBERT_ADAPTER").ok().filter(|s| !s.is_empty()),
+            kernels: std::env::var("LIGHTHUBERT_KERNELS").ok().filter(|s| !s.is_empty()),
         }
     }
 }
@@ -70,6 +94,8 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub adapter_info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// Which kernel forms dispatches take on this device.
+    pub kernel_family: KernelFamily,
     pub(crate) pipelines: PipelineCache,
     pub(crate) pool: BufferPool,
     counters: Counters,
@@ -118,12 +144,22 @@ impl GpuContext {
             let i = a.get_info();
             (device_rank(i.device_type), i.backend == wgpu::Backend::Gl)
         });
+        let family = match &choice.kernels {
+            None => None,
+            Some(v) => Some(v.parse().map_err(|reason| GpuError::BadSetting { name: "LIGHTHUBERT_KERNELS", reason })?),
+        };
         let adapter = adapters.swap_remove(0);
-        Self::from_adapter(adapter)
+        Self::from_adapter(adapter, family)
     }
 
-    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, GpuError> {
+    /// Opens `adapter`; `kernels` overrides the kernel family its device type implies.
+    pub fn from_adapter(adapter: wgpu::Adapter, kernels: Option<KernelFamily>) -> Result<Self, GpuError> {
         let adapter_info = adapter.get_info();
+        let kernel_family = kernels.unwrap_or(if adapter_info.device_type == wgpu::DeviceType::Cpu {
+            KernelFamily::Cpu
+        } else {
+            KernelFamily::Gpu
+        });
         // Ask for everything the adapter can do: large storage bindings matter for long audio.
         let limits = adapter.limits();
         // Timestamps only serve the profiler; take them where offered.
@@ -156,6 +192,7 @@ impl GpuContext {
             queue,
             adapter_info,
             limits,
+            kernel_family,
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
             counters: Counters::default(),

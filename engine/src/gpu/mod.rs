@@ -8,7 +8,7 @@ mod profile;
 mod stream;
 mod weights;
 
-pub use context::{AdapterChoice, Counters, GpuContext};
+pub use context::{AdapterChoice, Counters, GpuContext, KernelFamily};
 pub use pipelines::{Kernel, ShaderFile, SHADER_FILES};
 pub use pool::Arena;
 pub use profile::{DispatchTiming, KernelSummary, Profile};
@@ -29,6 +29,8 @@ pub enum GpuError {
     Readback(String),
     #[error("the GPU reported an error: {0}")]
     Device(String),
+    #[error("{name}: {reason}")]
+    BadSetting { name: &'static str, reason: String },
     #[error("{what} needs a {bytes}-byte buffer, over this adapter's limit of {limit} bytes")]
     BufferTooLarge { what: String, bytes: u64, limit: u64 },
 }

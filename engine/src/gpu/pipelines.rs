@@ -13,6 +13,7 @@ pub mod sources {
     pub const POINTWISE: &str = include_str!("../../../shaders/pointwise.wgsl");
     pub const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
     pub const LINEAR_TILED: &str = include_str!("../../../shaders/linear_tiled.wgsl");
+    pub const LINEAR_SHARED: &str = include_str!("../../../shaders/linear_shared.wgsl");
     pub const NORM: &str = include_str!("../../../shaders/norm.wgsl");
     pub const LAYER_NORM_ROWWISE: &str = include_str!("../../../shaders/layer_norm_rowwise.wgsl");
     pub const POS_CONV: &str = include_str!("../../../shaders/pos_conv.wgsl");
@@ -27,6 +28,7 @@ pub enum Kernel {
     Gelu,
     Linear(WeightPrecision),
     LinearTiled(WeightPrecision),
+    LinearShared(WeightPrecision),
     LayerNorm,
     LayerNormRowwise,
     GroupNormTime,
@@ -85,6 +87,8 @@ pub const SHADER_FILES: &[ShaderFile] = &[
     file("linear.wgsl", "f16 weights", sources::LINEAR, GELU_F16),
     file("linear_tiled.wgsl", "f32 weights", sources::LINEAR_TILED, GELU_F32),
     file("linear_tiled.wgsl", "f16 weights", sources::LINEAR_TILED, GELU_F16),
+    file("linear_shared.wgsl", "f32 weights", sources::LINEAR_SHARED, GELU_F32),
+    file("linear_shared.wgsl", "f16 weights", sources::LINEAR_SHARED, GELU_F16),
     file("norm.wgsl", "", sources::NORM, WITH_GELU),
     file("layer_norm_rowwise.wgsl", "", sources::LAYER_NORM_ROWWISE, WITH_GELU),
     file("pos_conv.wgsl", "f32 weights", sources::POS_CONV, GELU_F32),
@@ -95,12 +99,14 @@ pub const SHADER_FILES: &[ShaderFile] = &[
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 13] = [
+    pub const ALL: [Kernel; 15] = [
         Kernel::Gelu,
         Kernel::Linear(WeightPrecision::F32),
         Kernel::Linear(WeightPrecision::F16),
         Kernel::LinearTiled(WeightPrecision::F32),
         Kernel::LinearTiled(WeightPrecision::F16),
+        Kernel::LinearShared(WeightPrecision::F32),
+        Kernel::LinearShared(WeightPrecision::F16),
         Kernel::LayerNorm,
         Kernel::LayerNormRowwise,
         Kernel::GroupNormTime,
@@ -116,6 +122,7 @@ impl Kernel {
             Kernel::Gelu => ("pointwise.wgsl", None),
             Kernel::Linear(p) => ("linear.wgsl", Some(p)),
             Kernel::LinearTiled(p) => ("linear_tiled.wgsl", Some(p)),
+            Kernel::LinearShared(p) => ("linear_shared.wgsl", Some(p)),
             Kernel::LayerNorm | Kernel::GroupNormTime => ("norm.wgsl", None),
             Kernel::LayerNormRowwise => ("layer_norm_rowwise.wgsl", None),
             Kernel::PosConvResidual(p) => ("pos_conv.wgsl", Some(p)),
@@ -136,7 +143,11 @@ impl Kernel {
     /// The weight precision this kernel reads, if it reads weight matrices.
     pub fn weight_precision(self) -> Option<WeightPrecision> {
         match self {
-            Kernel::Linear(p) | Kernel::LinearTiled(p) | Kernel::PosConvResidual(p) | Kernel::PosConvTiled(p) => Some(p),
+            Kernel::Linear(p)
+            | Kernel::LinearTiled(p)
+            | Kernel::LinearShared(p)
+            | Kernel::PosConvResidual(p)
+            | Kernel::PosConvTiled(p) => Some(p),
             _ => None,
         }
     }
@@ -146,6 +157,7 @@ impl Kernel {
             Kernel::Gelu => "gelu_inplace",
             Kernel::Linear(_) => "linear",
             Kernel::LinearTiled(_) => "linear_tiled",
+            Kernel::LinearShared(_) => "linear_shared",
             Kernel::LayerNorm => "layer_norm",
             Kernel::LayerNormRowwise => "layer_norm_rowwise",
             Kernel::GroupNormTime => "group_norm_time",

@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream};
-use crate::gpu::{Kernel, WeightMatrix};
+use crate::gpu::{Kernel, KernelFamily, WeightMatrix};
 
 /// Maps a subnet index onto a supernet index: `(i / chunk) * chunk_stride + i % chunk`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +94,9 @@ pub enum LinearForm {
     /// 4 x 4 outputs per invocation, 8 x 8 invocations per workgroup, scalar loads: any slice,
     /// any device.
     Tile4,
+    /// 64 x 64 outputs per 16 x 16 workgroup, the depth staged 16 at a time through workgroup
+    /// memory, 4 x 4 outputs per invocation: vec4-aligned slices on GPUs.
+    Shared64,
     /// 16 x 16 outputs per invocation as sixteen 4 x 4 matrices, vec4 loads along the depth,
     /// 8 x 1 invocations per workgroup: slices whose offsets are all multiples of 4. For CPU
     /// implementations, where every load from a storage buffer costs a loop over the SIMD
@@ -105,10 +108,10 @@ pub enum LinearForm {
 impl LinearForm {
     /// The form for this device and this slice.
     pub fn for_device(ctx: &crate::gpu::GpuContext, input: &LinearInput, w: &WeightSlice) -> Self {
-        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu && Self::vec4_aligned(input, w) {
-            LinearForm::Tile16Vec4
-        } else {
-            LinearForm::Tile4
+        match (Self::vec4_aligned(input, w), ctx.kernel_family == KernelFamily::Cpu) {
+            (false, _) => LinearForm::Tile4,
+            (true, true) => LinearForm::Tile16Vec4,
+            (true, false) => LinearForm::Shared64,
         }
     }
 
@@ -127,6 +130,7 @@ impl LinearForm {
             // One row of 8 invocations: short transformer inputs still make enough workgroups
             // to keep every CPU thread busy.
             LinearForm::Tile16Vec4 => (Kernel::LinearTiled(w.precision), [16 * 8, 16]),
+            LinearForm::Shared64 => (Kernel::LinearShared(w.precision), [64, 64]),
         }
     }
 }
@@ -147,8 +151,8 @@ pub fn linear(
 /// [`linear`] in a given form.
 ///
 /// # Panics
-/// If `form` is [`LinearForm::Tile16Vec4`] and the slice is not [`LinearForm::vec4_aligned`]:
-/// a bug in the caller, not bad input.
+/// If `form` reads vec4s and the slice is not [`LinearForm::vec4_aligned`]: a bug in the
+/// caller, not bad input.
 pub fn linear_as(
     stream: &mut CommandStream,
     form: LinearForm,
@@ -158,10 +162,7 @@ pub fn linear_as(
     act: Activation,
     y: &wgpu::Buffer,
 ) {
-    assert!(
-        form != LinearForm::Tile16Vec4 || LinearForm::vec4_aligned(&input, &w),
-        "linear_tiled needs a vec4-aligned slice"
-    );
+    assert!(form == LinearForm::Tile4 || LinearForm::vec4_aligned(&input, &w), "{form:?} needs a vec4-aligned slice");
     let params = LinearParams {
         rows: input.rows,
         cols,

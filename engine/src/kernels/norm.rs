@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{fold_groups, gelu_f64, CommandStream};
-use crate::gpu::Kernel;
+use crate::gpu::{Kernel, KernelFamily};
 
 /// The eps of every norm in the reference.
 pub const EPS: f32 = 1e-5;
@@ -41,7 +41,7 @@ pub enum LayerNormForm {
 
 impl LayerNormForm {
     pub fn for_device(ctx: &crate::gpu::GpuContext, width: u32) -> Self {
-        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu && width % 4 == 0 {
+        if ctx.kernel_family == KernelFamily::Cpu && width % 4 == 0 {
             LayerNormForm::Rowwise
         } else {
             LayerNormForm::Cooperative

@@ -3,7 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream};
-use crate::gpu::{Kernel, WeightMatrix};
+use crate::gpu::{Kernel, KernelFamily, WeightMatrix};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -44,7 +44,7 @@ pub enum PosConvForm {
 
 impl PosConvForm {
     pub fn for_device(ctx: &crate::gpu::GpuContext, shape: PosConvShape, channels: u32) -> Self {
-        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu && Self::tiled_fits(shape, channels) {
+        if ctx.kernel_family == KernelFamily::Cpu && Self::tiled_fits(shape, channels) {
             PosConvForm::Tiled
         } else {
             PosConvForm::Direct
