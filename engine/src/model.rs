@@ -236,7 +236,9 @@ impl LightHubert {
 
         // Every kernel a forward of any subnet may pick, in this precision: which form a
         // dispatch takes depends on the subnet's widths, and a switch must not compile.
-        ctx.build_pipelines(Kernel::ALL.into_iter().filter(|k| k.weight_precision().is_none_or(|p| p == precision)));
+        ctx.build_pipelines(Kernel::ALL.into_iter().filter(|k| {
+            k.weight_precision().is_none_or(|p| p == precision) && k.subgroup_size().is_none_or(|n| ctx.subgroup_size == Some(n))
+        }));
 
         Ok(LightHubert {
             ctx,

@@ -96,6 +96,8 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// Which kernel forms dispatches take on this device.
     pub kernel_family: KernelFamily,
+    /// The subgroup size, where subgroup operations are enabled and the size is fixed.
+    pub subgroup_size: Option<u32>,
     pub(crate) pipelines: PipelineCache,
     pub(crate) pool: BufferPool,
     counters: Counters,
@@ -162,8 +164,12 @@ impl GpuContext {
         });
         // Ask for everything the adapter can do: large storage bindings matter for long audio.
         let limits = adapter.limits();
-        // Timestamps only serve the profiler; take them where offered.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps only serve the profiler; subgroups let CPU kernels share loads. Take
+        // them where offered.
+        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        let subgroup_size = (features.contains(wgpu::Features::SUBGROUP)
+            && adapter_info.subgroup_min_size == adapter_info.subgroup_max_size)
+            .then_some(adapter_info.subgroup_min_size);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lighthubert"),
             required_features: features,
@@ -193,6 +199,7 @@ impl GpuContext {
             adapter_info,
             limits,
             kernel_family,
+            subgroup_size,
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
             counters: Counters::default(),

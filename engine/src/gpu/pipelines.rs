@@ -14,6 +14,7 @@ pub mod sources {
     pub const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
     pub const LINEAR_TILED: &str = include_str!("../../../shaders/linear_tiled.wgsl");
     pub const LINEAR_SHARED: &str = include_str!("../../../shaders/linear_shared.wgsl");
+    pub const LINEAR_TILED_SUBGROUP: &str = include_str!("../../../shaders/linear_tiled_subgroup.wgsl");
     pub const NORM: &str = include_str!("../../../shaders/norm.wgsl");
     pub const LAYER_NORM_ROWWISE: &str = include_str!("../../../shaders/layer_norm_rowwise.wgsl");
     pub const POS_CONV: &str = include_str!("../../../shaders/pos_conv.wgsl");
@@ -29,6 +30,7 @@ pub enum Kernel {
     Linear(WeightPrecision),
     LinearTiled(WeightPrecision),
     LinearShared(WeightPrecision),
+    LinearTiledSubgroup(WeightPrecision),
     LayerNorm,
     LayerNormRowwise,
     GroupNormTime,
@@ -72,6 +74,8 @@ impl ShaderFile {
 const WITH_GELU: &[&str] = &[sources::GELU];
 const GELU_F32: &[&str] = &[sources::GELU, sources::WEIGHTS_F32];
 const GELU_F16: &[&str] = &[sources::GELU, sources::WEIGHTS_F16];
+const TILED_F32: &[&str] = &[sources::GELU, sources::WEIGHTS_F32, sources::LINEAR_TILED];
+const TILED_F16: &[&str] = &[sources::GELU, sources::WEIGHTS_F16, sources::LINEAR_TILED];
 
 const fn file(name: &'static str, variant: &'static str, source: &'static str, preludes: &'static [&'static str]) -> ShaderFile {
     ShaderFile { name, variant, source, preludes }
@@ -89,6 +93,8 @@ pub const SHADER_FILES: &[ShaderFile] = &[
     file("linear_tiled.wgsl", "f16 weights", sources::LINEAR_TILED, GELU_F16),
     file("linear_shared.wgsl", "f32 weights", sources::LINEAR_SHARED, GELU_F32),
     file("linear_shared.wgsl", "f16 weights", sources::LINEAR_SHARED, GELU_F16),
+    file("linear_tiled_subgroup.wgsl", "f32 weights", sources::LINEAR_TILED_SUBGROUP, TILED_F32),
+    file("linear_tiled_subgroup.wgsl", "f16 weights", sources::LINEAR_TILED_SUBGROUP, TILED_F16),
     file("norm.wgsl", "", sources::NORM, WITH_GELU),
     file("layer_norm_rowwise.wgsl", "", sources::LAYER_NORM_ROWWISE, WITH_GELU),
     file("pos_conv.wgsl", "f32 weights", sources::POS_CONV, GELU_F32),
@@ -99,7 +105,7 @@ pub const SHADER_FILES: &[ShaderFile] = &[
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::Gelu,
         Kernel::Linear(WeightPrecision::F32),
         Kernel::Linear(WeightPrecision::F16),
@@ -107,6 +113,8 @@ impl Kernel {
         Kernel::LinearTiled(WeightPrecision::F16),
         Kernel::LinearShared(WeightPrecision::F32),
         Kernel::LinearShared(WeightPrecision::F16),
+        Kernel::LinearTiledSubgroup(WeightPrecision::F32),
+        Kernel::LinearTiledSubgroup(WeightPrecision::F16),
         Kernel::LayerNorm,
         Kernel::LayerNormRowwise,
         Kernel::GroupNormTime,
@@ -123,6 +131,7 @@ impl Kernel {
             Kernel::Linear(p) => ("linear.wgsl", Some(p)),
             Kernel::LinearTiled(p) => ("linear_tiled.wgsl", Some(p)),
             Kernel::LinearShared(p) => ("linear_shared.wgsl", Some(p)),
+            Kernel::LinearTiledSubgroup(p) => ("linear_tiled_subgroup.wgsl", Some(p)),
             Kernel::LayerNorm | Kernel::GroupNormTime => ("norm.wgsl", None),
             Kernel::LayerNormRowwise => ("layer_norm_rowwise.wgsl", None),
             Kernel::PosConvResidual(p) => ("pos_conv.wgsl", Some(p)),
@@ -146,8 +155,17 @@ impl Kernel {
             Kernel::Linear(p)
             | Kernel::LinearTiled(p)
             | Kernel::LinearShared(p)
+            | Kernel::LinearTiledSubgroup(p)
             | Kernel::PosConvResidual(p)
             | Kernel::PosConvTiled(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The subgroup size this kernel is written for, if it uses subgroup operations.
+    pub fn subgroup_size(self) -> Option<u32> {
+        match self {
+            Kernel::LinearTiledSubgroup(_) => Some(8),
             _ => None,
         }
     }
@@ -158,6 +176,7 @@ impl Kernel {
             Kernel::Linear(_) => "linear",
             Kernel::LinearTiled(_) => "linear_tiled",
             Kernel::LinearShared(_) => "linear_shared",
+            Kernel::LinearTiledSubgroup(_) => "linear_tiled_subgroup",
             Kernel::LayerNorm => "layer_norm",
             Kernel::LayerNormRowwise => "layer_norm_rowwise",
             Kernel::GroupNormTime => "group_norm_time",

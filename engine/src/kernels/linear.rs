@@ -94,6 +94,9 @@ pub enum LinearForm {
     /// 4 x 4 outputs per invocation, 8 x 8 invocations per workgroup, scalar loads: any slice,
     /// any device.
     Tile4,
+    /// [`LinearForm::Tile16Vec4`] with each subgroup of 8 invocations loading x once and
+    /// sharing it by broadcast: CPU devices whose subgroups are exactly 8 wide (lavapipe).
+    Tile16Subgroup,
     /// 64 x 64 outputs per 16 x 16 workgroup, the depth staged 16 at a time through workgroup
     /// memory, 4 x 4 outputs per invocation: vec4-aligned slices on GPUs.
     Shared64,
@@ -110,6 +113,7 @@ impl LinearForm {
     pub fn for_device(ctx: &crate::gpu::GpuContext, input: &LinearInput, w: &WeightSlice) -> Self {
         match (Self::vec4_aligned(input, w), ctx.kernel_family == KernelFamily::Cpu) {
             (false, _) => LinearForm::Tile4,
+            (true, true) if ctx.subgroup_size == Some(8) => LinearForm::Tile16Subgroup,
             (true, true) => LinearForm::Tile16Vec4,
             (true, false) => LinearForm::Shared64,
         }
@@ -130,6 +134,7 @@ impl LinearForm {
             // One row of 8 invocations: short transformer inputs still make enough workgroups
             // to keep every CPU thread busy.
             LinearForm::Tile16Vec4 => (Kernel::LinearTiled(w.precision), [16 * 8, 16]),
+            LinearForm::Tile16Subgroup => (Kernel::LinearTiledSubgroup(w.precision), [16 * 8, 16]),
             LinearForm::Shared64 => (Kernel::LinearShared(w.precision), [64, 64]),
         }
     }
