@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use lighthubert::checkpoint::Checkpoint;
-use lighthubert::gpu::{AdapterChoice, GpuContext};
+use lighthubert::gpu::{AdapterChoice, GpuContext, WeightPrecision};
 use lighthubert::LightHubert;
 use serde_json::{json, Map, Value};
 
@@ -72,6 +72,9 @@ struct Args {
     /// Where results go.
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// How the weight matrices are stored on the GPU: f32 or f16.
+    #[arg(long, default_value = "f32")]
+    weights: WeightPrecision,
 }
 
 fn repo_root() -> PathBuf {
@@ -95,7 +98,7 @@ fn main() -> Res<()> {
     }
     let ctx = Arc::new(GpuContext::new(&AdapterChoice::from_env())?);
     let t = Instant::now();
-    let model = LightHubert::load(ctx.clone(), &ckpt)?;
+    let model = LightHubert::load_with(ctx.clone(), &ckpt, args.weights)?;
     let load_s = t.elapsed().as_secs_f64();
 
     let info = &ctx.adapter_info;
@@ -109,6 +112,7 @@ fn main() -> Res<()> {
     common.insert("git_commit".into(), report::git_commit(&repo).into());
     common.insert("command".into(), command.clone().into());
     common.insert("checkpoint".into(), path.display().to_string().into());
+    common.insert("weights".into(), args.weights.name().into());
     let out_dir = args.out_dir.clone().unwrap_or_else(|| repo.join("bench/results"));
     let mut rep = Report::create(&out_dir, &date, &info.name, common)?;
 
@@ -116,6 +120,7 @@ fn main() -> Res<()> {
     rep.line("");
     rep.line(format!("- command: `{command}`"));
     rep.line(format!("- date {}, commit {}, {} timed runs after {} warm-up", rep.common["date"], rep.common["git_commit"], args.runs, args.warmup));
+    rep.line(format!("- weights stored as {}, f32 arithmetic; kernel family {:?}", args.weights.name(), ctx.kernel_family));
     rep.line(format!(
         "- checkpoint: {} wide, {} FFN, declares {:?}{}; read {:.1} s, uploaded in {:.1} s ({:.0} MB of weights)",
         model.supernet().dims.embed,
@@ -260,16 +265,16 @@ fn switch(args: &Args, model: &LightHubert, a: &NamedSubnet, b: &NamedSubnet, re
 
     let counters = model.context().counters();
     let (w0, b0) = (counters.weight_bytes_uploaded(), counters.weight_buffers_created());
-    let pair = |x: &NamedSubnet, y: &NamedSubnet| {
-        stats::time(args.warmup, args.runs, || -> lighthubert::Result<()> {
-            cases::forward(model, &x.subnet, &wave)?;
-            cases::forward(model, &y.subnet, &wave)?;
+    fn pair<'a>(model: &'a LightHubert, x: &'a NamedSubnet, y: &'a NamedSubnet, wave: &'a [f32]) -> impl FnMut() -> lighthubert::Result<()> + 'a {
+        move || {
+            cases::forward(model, &x.subnet, wave)?;
+            cases::forward(model, &y.subnet, wave)?;
             Ok(())
-        })
-    };
-    let aa = pair(a, a)?;
-    let bb = pair(b, b)?;
-    let ab = pair(a, b)?;
+        }
+    }
+    let (mut run_aa, mut run_bb, mut run_ab) = (pair(model, a, a, &wave), pair(model, b, b, &wave), pair(model, a, b, &wave));
+    let mut pairs = stats::time_interleaved(args.warmup, args.runs, &mut [&mut run_aa, &mut run_bb, &mut run_ab])?;
+    let (aa, bb, ab) = (pairs.remove(0), pairs.remove(0), pairs.remove(0));
     let (w1, b1) = (counters.weight_bytes_uploaded(), counters.weight_buffers_created());
     let cost = ab.median() - (aa.median() + bb.median()) / 2.0;
     rep.record("switch", json!({
@@ -310,7 +315,7 @@ fn dense_vs_sliced(args: &Args, ckpt: &Checkpoint, model: &LightHubert, subnets:
             continue;
         }
         let dense_ckpt = dense::dense_checkpoint(ckpt, dims, &s.subnet)?;
-        let dense_model = LightHubert::load(model.context().clone(), &dense_ckpt)?;
+        let dense_model = LightHubert::load_with(model.context().clone(), &dense_ckpt, model.weight_precision())?;
         drop(dense_ckpt);
         let dense_subnet = dense_model.supernet().preset(&lighthubert::Preset::Max);
         let sliced_out = model.forward(&s.subnet, &wave, true)?;
@@ -326,8 +331,10 @@ fn dense_vs_sliced(args: &Args, ckpt: &Checkpoint, model: &LightHubert, subnets:
         if sliced_out.states.len() != dense_out.states.len() {
             diff = f32::INFINITY;
         }
-        let sliced = stats::time(args.warmup, args.runs, || cases::forward(model, &s.subnet, &wave).map(drop))?;
-        let dense = stats::time(args.warmup, args.runs, || cases::forward(&dense_model, &dense_subnet, &wave).map(drop))?;
+        let mut run_sliced = || cases::forward(model, &s.subnet, &wave).map(drop);
+        let mut run_dense = || cases::forward(&dense_model, &dense_subnet, &wave).map(drop);
+        let mut both = stats::time_interleaved(args.warmup, args.runs, &mut [&mut run_sliced, &mut run_dense])?;
+        let (sliced, dense) = (both.remove(0), both.remove(0));
         let ratio = dense.median() / sliced.median();
         rep.record("dense", json!({
             "subnet": s.name, "seconds": args.short_seconds, "sliced": sliced.json(), "dense": dense.json(),
@@ -348,11 +355,20 @@ fn sweep(args: &Args, model: &LightHubert, full: bool, rep: &mut Report) -> Res<
     rep.line("");
     rep.table(&["subnet", "embed", "layers", "mean heads", "mean FFN", "GFLOP", "median ms", "ms / GFLOP"]);
     let mut per = Vec::new();
-    for seed in 1..=args.random as u64 {
-        let space = if !full { "ckpt" } else if seed % 2 == 1 { "small" } else { "base" };
-        let s = cases::named(model, &format!("{space}:random:{seed}"))?;
+    let named: Vec<NamedSubnet> = (1..=args.random as u64)
+        .map(|seed| {
+            let space = if !full { "ckpt" } else if seed % 2 == 1 { "small" } else { "base" };
+            cases::named(model, &format!("{space}:random:{seed}"))
+        })
+        .collect::<Result<_, _>>()?;
+    // Round robin over the subnets, so drift in the machine's speed cannot pass for a
+    // difference between subnets.
+    let mut runners: Vec<Box<dyn FnMut() -> lighthubert::Result<()> + '_>> =
+        named.iter().map(|s| Box::new(|| cases::forward(model, &s.subnet, &wave).map(drop)) as Box<dyn FnMut() -> _>).collect();
+    let mut refs: Vec<&mut dyn FnMut() -> lighthubert::Result<()>> = runners.iter_mut().map(|b| b.as_mut() as &mut dyn FnMut() -> _).collect();
+    let timed = stats::time_interleaved(args.warmup, args.runs, &mut refs)?;
+    for (s, st) in named.iter().zip(timed) {
         let gflop = flops::forward_flops(&dims, &s.subnet, n) / 1e9;
-        let st = stats::time(args.warmup, args.runs, || cases::forward(model, &s.subnet, &wave).map(drop))?;
         let layers = s.subnet.layers();
         let mh = layers.iter().map(|l| l.heads as f64).sum::<f64>() / layers.len() as f64;
         let mf = layers.iter().map(|l| l.ffn as f64).sum::<f64>() / layers.len() as f64;

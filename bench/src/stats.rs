@@ -50,3 +50,26 @@ pub fn time<E>(warmup: usize, runs: usize, mut f: impl FnMut() -> Result<(), E>)
     }
     Ok(Stats::new(ms))
 }
+
+/// Times several cases side by side: after `warmup` untimed rounds, `runs` rounds that each run
+/// every case once, starting from a different case each round. On a machine whose speed drifts
+/// (shared hosts, thermal limits) a slow spell then lands on every case alike, so their ratios
+/// hold even when absolute times wander.
+pub fn time_interleaved<E>(warmup: usize, runs: usize, cases: &mut [&mut dyn FnMut() -> Result<(), E>]) -> Result<Vec<Stats>, E> {
+    let n = cases.len();
+    for _ in 0..warmup {
+        for f in cases.iter_mut() {
+            f()?;
+        }
+    }
+    let mut ms = vec![Vec::with_capacity(runs); n];
+    for round in 0..runs.max(1) {
+        for i in 0..n {
+            let c = (round + i) % n;
+            let t = Instant::now();
+            cases[c]()?;
+            ms[c].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(ms.into_iter().map(Stats::new).collect())
+}
