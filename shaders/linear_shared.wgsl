@@ -8,7 +8,8 @@
 // and the same staged frame (a broadcast), and their stores to y are contiguous.
 //
 // Needs vec4-aligned slices (depth, strides and column chunks multiples of 4; see
-// LinearForm::vec4_aligned), the gelu.wgsl prelude and a weight storage prelude (binding 2).
+// LinearForm::vec4_aligned), a staging prelude first (stage_f32.wgsl, or stage_f16.wgsl for f16
+// arithmetic), the gelu.wgsl prelude and a weight storage prelude (binding 2).
 
 struct LinearParams {
     rows: u32,
@@ -38,8 +39,8 @@ const STEP4: u32 = 4u;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 // [depth vec4 within the step][frame or unit within the block]
-var<workgroup> xs: array<vec4<f32>, 256>;
-var<workgroup> ws: array<vec4<f32>, 256>;
+var<workgroup> xs: array<Stage4, 256>;
+var<workgroup> ws: array<Stage4, 256>;
 
 fn weight_row(n: u32) -> u32 {
     return (n / p.row_chunk) * p.row_chunk_stride + n % p.row_chunk;
@@ -74,15 +75,15 @@ fn linear_shared(@builtin(workgroup_id) wid: vec3<u32>,
         let kv = k4 + part;
         let live = kv < depth4;
         let kc = min(kv, depth4 - 1u);
-        xs[part * BLOCK + slot] = select(vec4<f32>(0.0), x[x_row + kc], live);
-        ws[part * BLOCK + slot] = select(vec4<f32>(0.0), weight4(w_row + weight_col(kc * 4u) / 4u), live);
+        xs[part * BLOCK + slot] = select(Stage4(0.0), stage(x[x_row + kc]), live);
+        ws[part * BLOCK + slot] = select(Stage4(0.0), stage(weight4(w_row + weight_col(kc * 4u) / 4u)), live);
         workgroupBarrier();
         for (var q = 0u; q < STEP4; q++) {
             let b = q * BLOCK;
             // Rows of f are this invocation's 4 frames, columns of w its 4 units.
-            let f = transpose(mat4x4<f32>(xs[b + ty], xs[b + ty + 16u], xs[b + ty + 32u], xs[b + ty + 48u]));
-            let w = mat4x4<f32>(ws[b + tx], ws[b + tx + 16u], ws[b + tx + 32u], ws[b + tx + 48u]);
-            c += f * w;
+            let f = transpose(StageMat(xs[b + ty], xs[b + ty + 16u], xs[b + ty + 32u], xs[b + ty + 48u]));
+            let w = StageMat(ws[b + tx], ws[b + tx + 16u], ws[b + tx + 32u], ws[b + tx + 48u]);
+            c += mat4x4<f32>(f * w);
         }
         workgroupBarrier();
     }

@@ -24,6 +24,8 @@ pub enum Error {
     LayerOutOfRange { index: usize, available: usize },
     #[error("audio {index} has {samples} samples, too long for this device: its activations exceed the {limit_bytes}-byte buffer limit (split the file)")]
     TooLongForDevice { index: usize, samples: usize, limit_bytes: u64 },
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{weights} layer weights given for {states} hidden states")]
     WeightCount { weights: usize, states: usize },
 }

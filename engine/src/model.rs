@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::{Checkpoint, ExtractorMode};
 use crate::error::{Error, Result};
-use crate::gpu::{Arena, CommandStream, GpuContext, Kernel, Profile, WeightMatrix, WeightPrecision};
+use crate::gpu::{Arena, Arithmetic, CommandStream, GpuContext, Kernel, KernelFamily, Precision, Profile, WeightMatrix, WeightPrecision};
 use crate::kernels::attention::{attention, HEAD_DIM};
 use crate::kernels::linear::{conv_weight_frame_major, linear, Activation, IndexMap, LinearInput, WeightSlice};
 use crate::kernels::norm::{group_norm_time, layer_norm, Affine};
@@ -131,11 +131,19 @@ fn upload_norm(ctx: &GpuContext, ckpt: &Checkpoint, prefix: &str, width: usize) 
     })
 }
 
-fn upload_linear(ctx: &GpuContext, ckpt: &Checkpoint, prefix: &str, out: usize, inp: usize, precision: WeightPrecision) -> Result<Linear> {
+/// A weight matrix that linear kernels read, computed with in `precision.math` where the
+/// GEMM supports it.
+fn upload_gemm_weight(ctx: &GpuContext, label: &str, values: &[f32], precision: Precision) -> Result<WeightMatrix> {
+    let mut m = ctx.upload_matrix(label, values, precision.weights)?;
+    m.math = precision.math;
+    Ok(m)
+}
+
+fn upload_linear(ctx: &GpuContext, ckpt: &Checkpoint, prefix: &str, out: usize, inp: usize, precision: Precision) -> Result<Linear> {
     let w = ckpt.tensor(&format!("{prefix}.weight"), &[out, inp])?;
     let b = ckpt.tensor(&format!("{prefix}.bias"), &[out])?;
     Ok(Linear {
-        weight: ctx.upload_matrix(&format!("{prefix}.weight"), &w.values, precision)?,
+        weight: upload_gemm_weight(ctx, &format!("{prefix}.weight"), &w.values, precision)?,
         bias: Some(ctx.upload_weight(&format!("{prefix}.bias"), &b.values)?),
         in_full: inp as u32,
     })
@@ -147,8 +155,17 @@ impl LightHubert {
         Self::load_with(ctx, ckpt, WeightPrecision::F32)
     }
 
-    /// [`LightHubert::load`], storing the weight matrices in `precision`.
-    pub fn load_with(ctx: Arc<GpuContext>, ckpt: &Checkpoint, precision: WeightPrecision) -> Result<Self> {
+    /// [`LightHubert::load`] with the weight matrices stored, and the GEMMs computing, in
+    /// `precision` (a [`WeightPrecision`] alone keeps f32 arithmetic).
+    pub fn load_with(ctx: Arc<GpuContext>, ckpt: &Checkpoint, precision: impl Into<Precision>) -> Result<Self> {
+        let precision = precision.into();
+        if precision.math == Arithmetic::F16 && !(ctx.shader_f16 && ctx.kernel_family == KernelFamily::Gpu) {
+            return Err(Error::Unsupported(format!(
+                "f16 arithmetic runs in the GPU kernels on adapters with SHADER_F16; {} {}",
+                ctx.adapter_info.name,
+                if ctx.shader_f16 { "runs the CPU kernel family (LIGHTHUBERT_KERNELS=gpu overrides)" } else { "lacks SHADER_F16" }
+            )));
+        }
         let scope = ctx.clone();
         scope.scoped(|| Self::load_unscoped(ctx, ckpt, precision))
     }
@@ -158,7 +175,13 @@ impl LightHubert {
         self.post_extract_proj.weight.precision
     }
 
-    fn load_unscoped(ctx: Arc<GpuContext>, ckpt: &Checkpoint, precision: WeightPrecision) -> Result<Self> {
+    /// How the weight matrices are stored and the GEMMs compute.
+    pub fn precision(&self) -> Precision {
+        Precision { weights: self.post_extract_proj.weight.precision, math: self.post_extract_proj.weight.math }
+    }
+
+    fn load_unscoped(ctx: Arc<GpuContext>, ckpt: &Checkpoint, precision: Precision) -> Result<Self> {
+        let (math, weights) = (precision.math, precision.weights);
         let supernet = Supernet::from_config(&ckpt.config)?;
         let d = supernet.dims.clone();
         let c = &*ctx;
@@ -182,7 +205,7 @@ impl LightHubert {
             };
             conv_blocks.push(ConvBlock {
                 conv: Linear {
-                    weight: c.upload_matrix(&format!("{p}.0.weight"), &repacked, precision)?,
+                    weight: upload_gemm_weight(c, &format!("{p}.0.weight"), &repacked, precision)?,
                     bias,
                     in_full: (spec.kernel * in_ch) as u32,
                 },
@@ -209,7 +232,7 @@ impl LightHubert {
         };
         // v as stored (exact in f16 for an f16 checkpoint), the weight norm as one scale per tap.
         let tap_major = conv_weight_frame_major(&v.values, e, gs, k);
-        let pos_conv_weight = c.upload_matrix("encoder.pos_conv.0.weight_v", &tap_major, precision)?;
+        let pos_conv_weight = c.upload_matrix("encoder.pos_conv.0.weight_v", &tap_major, weights)?;
         let pos_conv_tap_scale =
             c.upload_weight("encoder.pos_conv.0.weight_norm", &weight_norm_scales(&v.values, &g.values, k))?;
         let pos_conv_bias = c.upload_weight(
@@ -237,7 +260,9 @@ impl LightHubert {
         // Every kernel a forward of any subnet may pick, in this precision: which form a
         // dispatch takes depends on the subnet's widths, and a switch must not compile.
         ctx.build_pipelines(Kernel::ALL.into_iter().filter(|k| {
-            k.weight_precision().is_none_or(|p| p == precision) && k.subgroup_size().is_none_or(|n| ctx.subgroup_size == Some(n))
+            k.weight_precision().is_none_or(|p| p == weights)
+                && k.subgroup_size().is_none_or(|n| ctx.subgroup_size == Some(n))
+                && (!k.uses_f16() || math == Arithmetic::F16)
         }));
 
         Ok(LightHubert {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::output::Format;
-use lighthubert::gpu::WeightPrecision;
+use lighthubert::gpu::{Arithmetic, Precision, WeightPrecision};
 
 /// How the weight matrices are stored on the GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -17,12 +17,26 @@ pub enum Weights {
     F16,
 }
 
-impl Weights {
-    pub fn precision(self) -> WeightPrecision {
-        match self {
+/// The arithmetic of the GPU kernels' GEMMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Math {
+    F32,
+    /// f16 products with f32 accumulation, on adapters with SHADER_F16 running the GPU
+    /// kernels; about 1e-3 relative error (README: fidelity).
+    F16,
+}
+
+/// `--weights` and `--math` together.
+pub fn precision(weights: Weights, math: Math) -> Precision {
+    Precision {
+        weights: match weights {
             Weights::F32 => WeightPrecision::F32,
             Weights::F16 => WeightPrecision::F16,
-        }
+        },
+        math: match math {
+            Math::F32 => Arithmetic::F32,
+            Math::F16 => Arithmetic::F16,
+        },
     }
 }
 
@@ -71,6 +85,10 @@ pub struct ProfileArgs {
     #[arg(long, value_enum, default_value = "f32")]
     pub weights: Weights,
 
+    /// Arithmetic of the GPU kernels' matrix products.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub math: Math,
+
     /// Seconds of synthetic audio to run, when no INPUT is given.
     #[arg(long, value_name = "S", default_value_t = 4.0)]
     pub seconds: f64,
@@ -104,6 +122,10 @@ pub struct ExtractArgs {
     /// How the weight matrices are stored on the GPU.
     #[arg(long, value_enum, default_value = "f32")]
     pub weights: Weights,
+
+    /// Arithmetic of the GPU kernels' matrix products.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub math: Math,
 
     /// Normalise each waveform (zero mean, unit variance) as s3prl does. Default: the
     /// checkpoint's cfg.task.normalize.
@@ -156,6 +178,7 @@ impl ExtractArgs {
             checkpoint: None,
             subnet: "default".into(),
             weights: Weights::F32,
+            math: Math::F32,
             normalize: false,
             no_normalize: false,
             layers: "all".into(),

@@ -172,7 +172,7 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
 
     let ctx = open_gpu()?;
     let t_load = Instant::now();
-    let model = LightHubert::load_with(ctx.clone(), &src.ckpt, args.weights.precision()).map_err(|e| CliError::model(&src.label, e))?;
+    let model = LightHubert::load_with(ctx.clone(), &src.ckpt, crate::cli::precision(args.weights, args.math)).map_err(|e| CliError::model(&src.label, e))?;
     let load_time = t_load.elapsed();
     let Source { ckpt, label: ckpt_label, bundled } = src;
     drop(ckpt); // the weights live on the GPU now
@@ -184,6 +184,7 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
         checkpoint: ckpt_label.clone(),
         frame_rate: frame_rate(&supernet),
         weights: model.weight_precision().name().to_string(),
+        math: model.precision().math.name().to_string(),
     };
 
     if bundled {
@@ -192,7 +193,7 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
     say!("checkpoint {ckpt_label}, loaded in {:.2} s", load_time.as_secs_f64());
     say!("subnet     {}", subnet_summary(&supernet, &subnet));
     say!("adapter    {}", ctx.describe());
-    say!("weights    {}", model.weight_precision().name());
+    say!("precision  {} weights, {} arithmetic", model.weight_precision().name(), model.precision().math.name());
     say!("normalize  {normalize}; {} file(s) in batches of {}", args.inputs.len(), args.batch_size);
 
     // Longest first, so padding stays small within a batch and memory peaks early.
@@ -337,7 +338,7 @@ fn demo(args: &ExtractArgs) -> Result<(), CliError> {
 
     let ctx = open_gpu()?;
     let t0 = Instant::now();
-    let model = LightHubert::load_with(ctx.clone(), &src.ckpt, args.weights.precision()).map_err(|e| CliError::model(&src.label, e))?;
+    let model = LightHubert::load_with(ctx.clone(), &src.ckpt, crate::cli::precision(args.weights, args.math)).map_err(|e| CliError::model(&src.label, e))?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let normalize = args.normalize().unwrap_or_else(|| model.default_normalize());
     let options = ExtractOptions { normalize: Some(normalize), layers };

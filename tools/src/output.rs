@@ -164,6 +164,8 @@ pub struct RunInfo {
     pub frame_rate: String,
     /// How the weight matrices were stored on the GPU (f32 or f16).
     pub weights: String,
+    /// The arithmetic of the GEMMs (f32, or f16 on the GPU kernels).
+    pub math: String,
 }
 
 /// Writes one utterance's features as `format` to `path` (atomically).
@@ -225,6 +227,7 @@ pub fn metadata(features: &Features, source: &Path, run: &RunInfo) -> HashMap<St
         ("layers".to_string(), layers),
         ("normalize".to_string(), run.normalize.to_string()),
         ("weights".to_string(), run.weights.clone()),
+        ("math".to_string(), run.math.clone()),
         ("checkpoint".to_string(), run.checkpoint.clone()),
     ])
 }

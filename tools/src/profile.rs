@@ -33,7 +33,7 @@ pub fn profile(args: ProfileArgs) -> Result<(), CliError> {
     }
     let src = load_checkpoint(args.checkpoint.as_deref())?;
     let ctx = open_gpu()?;
-    let model = LightHubert::load_with(ctx.clone(), &src.ckpt, args.weights.precision()).map_err(|e| CliError::model(&src.label, e))?;
+    let model = LightHubert::load_with(ctx.clone(), &src.ckpt, crate::cli::precision(args.weights, args.math)).map_err(|e| CliError::model(&src.label, e))?;
     let subnet = resolve_subnet(model.supernet(), &args.subnet)?;
     let (label, wave) = match &args.input {
         Some(path) => {
@@ -66,7 +66,7 @@ pub fn profile(args: ProfileArgs) -> Result<(), CliError> {
     }
     println!("adapter    {}", ctx.describe());
     println!("checkpoint {}", src.label);
-    println!("weights    {} storage, f32 arithmetic", model.weight_precision().name());
+    println!("precision  {} weights, {} arithmetic", model.weight_precision().name(), model.precision().math.name());
     println!("subnet     embed {}, {} layers ({} parameters)", subnet.embed_dim, subnet.layer_num, model.supernet().parameter_count(&subnet));
     println!("audio      {label} ({:.2} s)", wave.len() as f64 / TARGET_RATE as f64);
     println!(

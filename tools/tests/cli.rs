@@ -252,6 +252,12 @@ fn f16_weight_storage_is_recorded_and_exact_for_an_f16_checkpoint() {
     let o = lighthubert(&[&"extract", &input, &"--out", &dir.path().join("x.npy"), &"--weights", &"bf16"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("bf16"), "{}", stderr(&o));
+    // f16 arithmetic lives in the GPU kernels: on a CPU-family device it is refused, not ignored.
+    if lighthubert::gpu::GpuContext::new(&Default::default()).is_ok_and(|c| c.kernel_family == lighthubert::gpu::KernelFamily::Cpu) {
+        let o = lighthubert(&[&"extract", &input, &"--out", &dir.path().join("y.npy"), &"--math", &"f16"]);
+        assert_one_line_error(&o, "tiny-layernorm-f16.pt", "f16 arithmetic");
+        assert!(!dir.path().join("y.npy").exists());
+    }
 }
 
 #[test]

@@ -98,6 +98,8 @@ pub struct GpuContext {
     pub kernel_family: KernelFamily,
     /// The subgroup size, where subgroup operations are enabled and the size is fixed.
     pub subgroup_size: Option<u32>,
+    /// Whether shaders may use f16 arithmetic (SHADER_F16).
+    pub shader_f16: bool,
     pub(crate) pipelines: PipelineCache,
     pub(crate) pool: BufferPool,
     counters: Counters,
@@ -164,9 +166,10 @@ impl GpuContext {
         });
         // Ask for everything the adapter can do: large storage bindings matter for long audio.
         let limits = adapter.limits();
-        // Timestamps only serve the profiler; subgroups let CPU kernels share loads. Take
-        // them where offered.
-        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        // Timestamps only serve the profiler; subgroups let CPU kernels share loads; f16
+        // shaders allow f16 arithmetic. Take them where offered.
+        let features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16);
         let subgroup_size = (features.contains(wgpu::Features::SUBGROUP)
             && adapter_info.subgroup_min_size == adapter_info.subgroup_max_size)
             .then_some(adapter_info.subgroup_min_size);
@@ -200,6 +203,7 @@ impl GpuContext {
             limits,
             kernel_family,
             subgroup_size,
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
             counters: Counters::default(),

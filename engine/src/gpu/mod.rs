@@ -13,7 +13,7 @@ pub use pipelines::{Kernel, ShaderFile, SHADER_FILES};
 pub use pool::Arena;
 pub use profile::{DispatchTiming, KernelSummary, Profile};
 pub use stream::{CommandStream, Cost};
-pub use weights::{stored_values, WeightMatrix, WeightPrecision};
+pub use weights::{stored_values, Arithmetic, Precision, WeightMatrix, WeightPrecision};
 
 use thiserror::Error;
 

@@ -1,13 +1,15 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::WeightPrecision;
+use super::{Arithmetic, WeightPrecision};
 
 /// WGSL sources, embedded at build time. WGSL has no includes, so kernels are composed with
 /// preludes: `gelu.wgsl` for the kernels that need GELU, and one weight storage prelude
 /// (`weights_f32.wgsl` or `weights_f16.wgsl`) for the kernels that read weight matrices.
 pub mod sources {
     pub const GELU: &str = include_str!("../../../shaders/gelu.wgsl");
+    pub const STAGE_F32: &str = include_str!("../../../shaders/stage_f32.wgsl");
+    pub const STAGE_F16: &str = include_str!("../../../shaders/stage_f16.wgsl");
     pub const WEIGHTS_F32: &str = include_str!("../../../shaders/weights_f32.wgsl");
     pub const WEIGHTS_F16: &str = include_str!("../../../shaders/weights_f16.wgsl");
     pub const POINTWISE: &str = include_str!("../../../shaders/pointwise.wgsl");
@@ -29,7 +31,7 @@ pub enum Kernel {
     Gelu,
     Linear(WeightPrecision),
     LinearTiled(WeightPrecision),
-    LinearShared(WeightPrecision),
+    LinearShared(WeightPrecision, Arithmetic),
     LinearTiledSubgroup(WeightPrecision),
     LayerNorm,
     LayerNormRowwise,
@@ -74,6 +76,10 @@ impl ShaderFile {
 const WITH_GELU: &[&str] = &[sources::GELU];
 const GELU_F32: &[&str] = &[sources::GELU, sources::WEIGHTS_F32];
 const GELU_F16: &[&str] = &[sources::GELU, sources::WEIGHTS_F16];
+const SHARED_F32: &[&str] = &[sources::STAGE_F32, sources::GELU, sources::WEIGHTS_F32];
+const SHARED_F16: &[&str] = &[sources::STAGE_F32, sources::GELU, sources::WEIGHTS_F16];
+const SHARED_F32_HALF_MATH: &[&str] = &[sources::STAGE_F16, sources::GELU, sources::WEIGHTS_F32];
+const SHARED_F16_HALF_MATH: &[&str] = &[sources::STAGE_F16, sources::GELU, sources::WEIGHTS_F16];
 const TILED_F32: &[&str] = &[sources::GELU, sources::WEIGHTS_F32, sources::LINEAR_TILED];
 const TILED_F16: &[&str] = &[sources::GELU, sources::WEIGHTS_F16, sources::LINEAR_TILED];
 
@@ -86,13 +92,17 @@ pub const SHADER_FILES: &[ShaderFile] = &[
     file("gelu.wgsl", "", sources::GELU, &[]),
     file("weights_f32.wgsl", "", sources::WEIGHTS_F32, &[]),
     file("weights_f16.wgsl", "", sources::WEIGHTS_F16, &[]),
+    file("stage_f32.wgsl", "", sources::STAGE_F32, &[]),
+    file("stage_f16.wgsl", "", sources::STAGE_F16, &[]),
     file("pointwise.wgsl", "", sources::POINTWISE, WITH_GELU),
     file("linear.wgsl", "f32 weights", sources::LINEAR, GELU_F32),
     file("linear.wgsl", "f16 weights", sources::LINEAR, GELU_F16),
     file("linear_tiled.wgsl", "f32 weights", sources::LINEAR_TILED, GELU_F32),
     file("linear_tiled.wgsl", "f16 weights", sources::LINEAR_TILED, GELU_F16),
-    file("linear_shared.wgsl", "f32 weights", sources::LINEAR_SHARED, GELU_F32),
-    file("linear_shared.wgsl", "f16 weights", sources::LINEAR_SHARED, GELU_F16),
+    file("linear_shared.wgsl", "f32 weights", sources::LINEAR_SHARED, SHARED_F32),
+    file("linear_shared.wgsl", "f16 weights", sources::LINEAR_SHARED, SHARED_F16),
+    file("linear_shared.wgsl", "f32 weights, f16 arithmetic", sources::LINEAR_SHARED, SHARED_F32_HALF_MATH),
+    file("linear_shared.wgsl", "f16 weights, f16 arithmetic", sources::LINEAR_SHARED, SHARED_F16_HALF_MATH),
     file("linear_tiled_subgroup.wgsl", "f32 weights", sources::LINEAR_TILED_SUBGROUP, TILED_F32),
     file("linear_tiled_subgroup.wgsl", "f16 weights", sources::LINEAR_TILED_SUBGROUP, TILED_F16),
     file("norm.wgsl", "", sources::NORM, WITH_GELU),
@@ -105,14 +115,16 @@ pub const SHADER_FILES: &[ShaderFile] = &[
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Gelu,
         Kernel::Linear(WeightPrecision::F32),
         Kernel::Linear(WeightPrecision::F16),
         Kernel::LinearTiled(WeightPrecision::F32),
         Kernel::LinearTiled(WeightPrecision::F16),
-        Kernel::LinearShared(WeightPrecision::F32),
-        Kernel::LinearShared(WeightPrecision::F16),
+        Kernel::LinearShared(WeightPrecision::F32, Arithmetic::F32),
+        Kernel::LinearShared(WeightPrecision::F16, Arithmetic::F32),
+        Kernel::LinearShared(WeightPrecision::F32, Arithmetic::F16),
+        Kernel::LinearShared(WeightPrecision::F16, Arithmetic::F16),
         Kernel::LinearTiledSubgroup(WeightPrecision::F32),
         Kernel::LinearTiledSubgroup(WeightPrecision::F16),
         Kernel::LayerNorm,
@@ -126,11 +138,18 @@ impl Kernel {
     ];
 
     pub fn file(self) -> &'static ShaderFile {
+        if let Kernel::LinearShared(p, Arithmetic::F16) = self {
+            let variant = match p {
+                WeightPrecision::F32 => "f32 weights, f16 arithmetic",
+                WeightPrecision::F16 => "f16 weights, f16 arithmetic",
+            };
+            return find_file("linear_shared.wgsl", variant);
+        }
         let (name, precision) = match self {
             Kernel::Gelu => ("pointwise.wgsl", None),
             Kernel::Linear(p) => ("linear.wgsl", Some(p)),
             Kernel::LinearTiled(p) => ("linear_tiled.wgsl", Some(p)),
-            Kernel::LinearShared(p) => ("linear_shared.wgsl", Some(p)),
+            Kernel::LinearShared(p, _) => ("linear_shared.wgsl", Some(p)),
             Kernel::LinearTiledSubgroup(p) => ("linear_tiled_subgroup.wgsl", Some(p)),
             Kernel::LayerNorm | Kernel::GroupNormTime => ("norm.wgsl", None),
             Kernel::LayerNormRowwise => ("layer_norm_rowwise.wgsl", None),
@@ -143,10 +162,7 @@ impl Kernel {
             Some(WeightPrecision::F32) => "f32 weights",
             Some(WeightPrecision::F16) => "f16 weights",
         };
-        SHADER_FILES
-            .iter()
-            .find(|f| f.name == name && f.variant == variant)
-            .expect("every kernel's file is listed")
+        find_file(name, variant)
     }
 
     /// The weight precision this kernel reads, if it reads weight matrices.
@@ -154,12 +170,17 @@ impl Kernel {
         match self {
             Kernel::Linear(p)
             | Kernel::LinearTiled(p)
-            | Kernel::LinearShared(p)
+            | Kernel::LinearShared(p, _)
             | Kernel::LinearTiledSubgroup(p)
             | Kernel::PosConvResidual(p)
             | Kernel::PosConvTiled(p) => Some(p),
             _ => None,
         }
+    }
+
+    /// Whether this kernel uses f16 arithmetic (needs SHADER_F16).
+    pub fn uses_f16(self) -> bool {
+        matches!(self, Kernel::LinearShared(_, Arithmetic::F16))
     }
 
     /// The subgroup size this kernel is written for, if it uses subgroup operations.
@@ -175,7 +196,7 @@ impl Kernel {
             Kernel::Gelu => "gelu_inplace",
             Kernel::Linear(_) => "linear",
             Kernel::LinearTiled(_) => "linear_tiled",
-            Kernel::LinearShared(_) => "linear_shared",
+            Kernel::LinearShared(..) => "linear_shared",
             Kernel::LinearTiledSubgroup(_) => "linear_tiled_subgroup",
             Kernel::LayerNorm => "layer_norm",
             Kernel::LayerNormRowwise => "layer_norm_rowwise",
@@ -185,6 +206,10 @@ impl Kernel {
             Kernel::Attention => "attention",
         }
     }
+}
+
+fn find_file(name: &str, variant: &str) -> &'static ShaderFile {
+    SHADER_FILES.iter().find(|f| f.name == name && f.variant == variant).expect("every kernel's file is listed")
 }
 
 /// Pipelines are compiled on first use and kept for the life of the device.

@@ -46,11 +46,56 @@ impl std::str::FromStr for WeightPrecision {
     }
 }
 
-/// A full supernet weight tensor in device memory.
+/// The arithmetic of the GEMMs that support a choice (the GPU family's `linear_shared`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Arithmetic {
+    #[default]
+    F32,
+    /// Tiles staged and multiplied in f16, accumulated in f32; needs SHADER_F16.
+    F16,
+}
+
+impl Arithmetic {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arithmetic::F32 => "f32",
+            Arithmetic::F16 => "f16",
+        }
+    }
+}
+
+impl std::str::FromStr for Arithmetic {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Arithmetic::F32),
+            "f16" => Ok(Arithmetic::F16),
+            _ => Err(format!("unknown arithmetic `{s}` (expected f32 or f16)")),
+        }
+    }
+}
+
+/// How a model stores its weight matrices and computes with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Precision {
+    pub weights: WeightPrecision,
+    pub math: Arithmetic,
+}
+
+impl From<WeightPrecision> for Precision {
+    fn from(weights: WeightPrecision) -> Self {
+        Precision { weights, math: Arithmetic::F32 }
+    }
+}
+
+/// A full supernet weight tensor in device memory, and the arithmetic the GEMMs that read it
+/// use.
 #[derive(Debug)]
 pub struct WeightMatrix {
     pub buffer: wgpu::Buffer,
     pub precision: WeightPrecision,
+    pub math: Arithmetic,
 }
 
 /// The preludes read weights in groups of four, so storage is padded to a multiple of four
@@ -75,7 +120,7 @@ impl GpuContext {
                 self.upload_weight_bytes(label, bytemuck::cast_slice(&v))?
             }
         };
-        Ok(WeightMatrix { buffer, precision })
+        Ok(WeightMatrix { buffer, precision, math: Arithmetic::F32 })
     }
 }
 

@@ -135,7 +135,7 @@ impl LinearForm {
             // to keep every CPU thread busy.
             LinearForm::Tile16Vec4 => (Kernel::LinearTiled(w.precision), [16 * 8, 16]),
             LinearForm::Tile16Subgroup => (Kernel::LinearTiledSubgroup(w.precision), [16 * 8, 16]),
-            LinearForm::Shared64 => (Kernel::LinearShared(w.precision), [64, 64]),
+            LinearForm::Shared64 => (Kernel::LinearShared(w.precision, w.math), [64, 64]),
         }
     }
 }
