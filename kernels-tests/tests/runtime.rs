@@ -83,3 +83,21 @@ fn a_bad_kernel_family_setting_is_a_clear_error() {
     let msg = err.to_string();
     assert!(msg.contains("LIGHTHUBERT_KERNELS") && msg.contains("fast") && msg.contains("gpu or cpu"), "{msg}");
 }
+
+#[test]
+fn a_lost_device_is_an_error_that_says_to_rebuild_never_a_panic() {
+    use lighthubert::gpu::{AdapterChoice, GpuContext};
+    // A device of its own, destroyed as a driver reset would lose it.
+    let ctx = std::sync::Arc::new(GpuContext::new(&AdapterChoice::from_env()).unwrap());
+    let ckpt = Checkpoint::open(fixtures_dir().join("tiny-default.pt")).unwrap();
+    let model = LightHubert::load(ctx.clone(), &ckpt).unwrap();
+    let subnet = model.supernet().preset(&Preset::Min);
+    let wave = random_values(2, 4000);
+    model.forward(&subnet, &wave, false).expect("runs before the loss");
+    ctx.device.destroy();
+    for _ in 0..2 {
+        let err = model.forward(&subnet, &wave, false).expect_err("a lost device cannot run");
+        let msg = err.to_string();
+        assert!(msg.contains("lost") && msg.contains("rebuild"), "{msg}");
+    }
+}

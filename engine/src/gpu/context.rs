@@ -107,6 +107,8 @@ pub struct GpuContext {
     pub(crate) empty: wgpu::Buffer,
     /// Errors wgpu reports outside any error scope; wgpu's default handler would panic.
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost, once it is (a driver reset, `destroy`): nothing runs after.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 fn device_rank(t: wgpu::DeviceType) -> u8 {
@@ -190,6 +192,13 @@ impl GpuContext {
                 errors.push(e.to_string());
             }
         }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = lost_sink.lock() {
+                *l = Some(format!("{reason:?}{}", if message.is_empty() { String::new() } else { format!(": {message}") }));
+            }
+        });
         let empty = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("empty"),
             size: 16,
@@ -209,21 +218,35 @@ impl GpuContext {
             counters: Counters::default(),
             empty,
             uncaptured,
+            lost,
         })
     }
 
     /// Runs `work` inside out-of-memory and validation error scopes, so a device-side failure
     /// comes back as an error instead of a panic.
     pub fn scoped<T, E: From<GpuError>>(&self, work: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        self.check_not_lost()?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let result = work();
         let validation = pollster::block_on(validation.pop());
         let oom = pollster::block_on(oom.pop());
+        // A loss explains whatever failed with it; say so rather than the symptom.
+        self.check_not_lost()?;
         if let Some(e) = oom.or(validation) {
             return Err(GpuError::Device(e.to_string()).into());
         }
         result
+    }
+
+    /// An error if the device has been lost: a lost device never runs again, so the caller
+    /// must build a new context and reload its models.
+    pub fn check_not_lost(&self) -> Result<(), GpuError> {
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        match self.lost.lock().ok().and_then(|l| l.clone()) {
+            Some(reason) => Err(GpuError::DeviceLost { reason }),
+            None => Ok(()),
+        }
     }
 
     /// Errors the device reported outside any scope since the last call, oldest first.

@@ -29,6 +29,8 @@ pub enum GpuError {
     Readback(String),
     #[error("the GPU reported an error: {0}")]
     Device(String),
+    #[error("the GPU device was lost ({reason}); rebuild the GpuContext and reload the model")]
+    DeviceLost { reason: String },
     #[error("{name}: {reason}")]
     BadSetting { name: &'static str, reason: String },
     #[error("{what} needs a {bytes}-byte buffer, over this adapter's limit of {limit} bytes")]
