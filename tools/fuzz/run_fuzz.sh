@@ -1,0 +1,15 @@
+#!/bin/sh
+# Runs every fuzz target for SECONDS (default 600) each, seeded with the bad-input corpus and
+# the reader fixtures; new inputs go to corpus/<target>/, crashes to artifacts/<target>/.
+# Usage, from tools/fuzz: ./run_fuzz.sh [SECONDS]
+set -e
+secs=${1:-600}
+fx=../../kernels-tests/fixtures
+run() {
+    target=$1; shift
+    mkdir -p "corpus/$target"
+    cargo +nightly fuzz run -O "$target" "corpus/$target" "$@" -- -max_total_time="$secs" -max_len=65536 -rss_limit_mb=4096 -timeout=20
+}
+run checkpoint "$fx/bad/checkpoints" "$fx/reader"
+run wav "$fx/bad/audio"
+run subnet "$fx/bad/subnets" seeds_subnet
