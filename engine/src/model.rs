@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Arena, Arithmetic, CommandStream, GpuContext, Kernel, KernelFamily, Precision, Profile, WeightMatrix, WeightPrecision};
 use crate::kernels::attention::{attention, HEAD_DIM};
 use crate::kernels::linear::{conv_weight_frame_major, linear, Activation, IndexMap, LinearInput, WeightSlice};
-use crate::kernels::norm::{group_norm_time, layer_norm, Affine};
+use crate::kernels::norm::{group_norm_apply, group_norm_partial, group_norm_time, layer_norm, Affine, NormChunks};
 use crate::kernels::pos_conv::{pos_conv_residual, weight_norm_scales, PosConvShape};
 use crate::supernet::{Subnet, Supernet, SupernetDims};
 
@@ -308,23 +308,30 @@ impl LightHubert {
         let (b, max_groups) = (batch as u64, self.ctx.limits.max_compute_workgroups_per_dimension as u64);
         // The linear kernels cover 16 (Tile16Vec4) or 32 (Tile4) rows per workgroup in y.
         let rows_fit = |rows: u64| rows.div_ceil(16) <= max_groups;
+        let t = frames_for(d, longest) as u64;
+        if t == 0 {
+            // Too short for a frame: refused elsewhere as too short, not as too long.
+            return true;
+        }
         let mut largest = b * longest as u64;
-        let mut t = longest as u64;
-        for l in &d.conv_layers {
-            if t < l.kernel as u64 {
-                // Too short for a frame: refused elsewhere as too short, not as too long.
-                return true;
-            }
-            t = (t - l.kernel as u64) / l.stride as u64 + 1;
-            largest = largest.max(b * t * l.channels as u64);
-            if !rows_fit(t) {
+        if b == 1 {
+            // One utterance runs its conv extractor in chunks when it must.
+            if self.conv_chunk_frames(longest).is_err() {
                 return false;
             }
+        } else {
+            let mut frames = longest as u64;
+            for l in &d.conv_layers {
+                frames = (frames - l.kernel as u64) / l.stride as u64 + 1;
+                largest = largest.max(b * frames * l.channels as u64);
+                if !rows_fit(frames) {
+                    return false;
+                }
+            }
         }
-        let layers = subnet.layers();
-        let a = layers.iter().map(|l| 64 * l.heads as u64).max().unwrap_or(64);
-        let f = layers.iter().map(|l| l.ffn as u64).max().unwrap_or(1);
-        let widths = [d.conv_channels as u64, subnet.embed_dim as u64, a, f];
+        // After the extractor: whole-length [frames, width] buffers; the FFN runs in row blocks.
+        let a = subnet.layers().iter().map(|l| 64 * l.heads as u64).max().unwrap_or(64);
+        let widths = [d.conv_channels as u64, subnet.embed_dim as u64, a];
         largest = largest.max(b * t * widths.iter().max().copied().unwrap_or(1));
         largest * 4 <= self.activation_limit() && rows_fit(b * t)
     }
@@ -401,10 +408,17 @@ impl LightHubert {
 
         // 1. Conv feature extractor, frame-major [batch, frames, channels] from the first block
         //    on. Rows past an utterance's own frames hold finite values that nothing valid reads.
+        //    One utterance too long for whole-length buffers runs it in chunks of frames.
         let mut x = arena.activation_from("waveform", &padded)?;
         let mut lengths_in: Vec<u32> = waveforms.iter().map(|w| w.len() as u32).collect();
         let mut t_in = longest as u32;
-        for (i, block) in self.conv_blocks.iter().enumerate() {
+        let chunking = if batch == 1 { self.conv_chunk_frames(longest)? } else { None };
+        if let Some(chunk_frames) = chunking {
+            x = self.record_conv_chunked(s, arena, &x, longest, chunk_frames)?;
+            t_in = frames_for(d, longest) as u32;
+            lengths_in = vec![t_in];
+        }
+        for (i, block) in self.conv_blocks.iter().enumerate().filter(|_| chunking.is_none()) {
             s.scope(format!("conv {i}"));
             let spec = block.spec;
             let (ch, cin) = (spec.channels as u32, block.in_channels as u32);
@@ -463,8 +477,16 @@ impl LightHubert {
         let (q, k, v, heads_out) = (q?, k?, v?, heads_out?);
         let attn_proj = arena.activation("out_proj", (rows * e) as usize)?;
         let after_attn = arena.activation("after_attention", (rows * e) as usize)?;
-        let ffn_hidden = arena.activation("fc1", (rows * f_max) as usize)?;
         let ffn_out = arena.activation("fc2", (rows * e) as usize)?;
+        // The FFN is row-wise: when its hidden layer is too large for one buffer, it runs in
+        // blocks of rows through small buffers (copies in and out between dispatches).
+        let ffn_rows = self.ffn_block_rows(rows, e, f_max);
+        let ffn_hidden = arena.activation("fc1", (ffn_rows * f_max) as usize)?;
+        let ffn_block = if ffn_rows < rows {
+            Some((arena.activation("ffn block in", (ffn_rows * e) as usize)?, arena.activation("ffn block out", (ffn_rows * e) as usize)?))
+        } else {
+            None
+        };
         for (n, choice) in layers.iter().enumerate() {
             s.scope(format!("layer {}", n + 1));
             let layer = &self.layers[choice.layer];
@@ -480,15 +502,158 @@ impl LightHubert {
 
             let units = ffn_units(d, subnet.embed_dim, choice.ffn);
             let fc1 = layer.fc1.slice(units, IndexMap::PREFIX);
-            linear(s, LinearInput::dense(&after_attn, rows, e), fc1, f, Activation::Gelu, &ffn_hidden);
             let fc2 = layer.fc2.slice(IndexMap::PREFIX, units);
-            linear(s, LinearInput::dense(&ffn_hidden, rows, f), fc2, e, Activation::None, &ffn_out);
+            match &ffn_block {
+                None => {
+                    linear(s, LinearInput::dense(&after_attn, rows, e), fc1, f, Activation::Gelu, &ffn_hidden);
+                    linear(s, LinearInput::dense(&ffn_hidden, rows, f), fc2, e, Activation::None, &ffn_out);
+                }
+                Some((block_in, block_out)) => {
+                    for r0 in (0..rows).step_by(ffn_rows as usize) {
+                        let n = ffn_rows.min(rows - r0);
+                        s.copy_values(&after_attn, (r0 * e) as u64, block_in, 0, (n * e) as u64);
+                        linear(s, LinearInput::dense(block_in, n, e), fc1, f, Activation::Gelu, &ffn_hidden);
+                        linear(s, LinearInput::dense(&ffn_hidden, n, f), fc2, e, Activation::None, block_out);
+                        s.copy_values(block_out, 0, &ffn_out, (r0 * e) as u64, (n * e) as u64);
+                    }
+                }
+            }
             let out = arena.activation(&format!("hidden.{}", n + 1), (rows * e) as usize)?;
             layer_norm(s, &after_attn, Some(&ffn_out), layer.final_norm.affine(), rows, e, false, &out);
             states.push(out.clone());
             hidden = out;
         }
         Ok(Recorded { states, frames, padded_frames: t as usize, embed: subnet.embed_dim })
+    }
+
+    /// Rows per FFN block: all of them when the hidden layer fits one buffer.
+    fn ffn_block_rows(&self, rows: u32, e: u32, f_max: u32) -> u32 {
+        let limit_values = self.activation_limit() / 4;
+        if rows as u64 * f_max as u64 <= limit_values {
+            return rows;
+        }
+        (limit_values / f_max.max(e) as u64).clamp(1, rows as u64) as u32
+    }
+
+    /// Final frames per chunk of the conv extractor for one utterance of `samples`, or `None`
+    /// when every whole-length buffer fits.
+    fn conv_chunk_frames(&self, samples: usize) -> Result<Option<u32>> {
+        let d = &self.supernet.dims;
+        let limit_values = self.activation_limit() / 4;
+        let mut t = samples as u64;
+        let mut fits = true;
+        for l in &d.conv_layers {
+            t = (t - l.kernel as u64) / l.stride as u64 + 1;
+            fits &= t * l.channels as u64 <= limit_values;
+        }
+        if fits {
+            return Ok(None);
+        }
+        // A chunk of C final frames reads C*S + R samples (the last one up to S - 1 more), so
+        // block l holds at most (C*S + R + S) / P_l + 1 frames, P_l its input's total stride.
+        let hop: u64 = d.conv_layers.iter().map(|l| l.stride as u64).product();
+        let field = min_samples(d) as u64;
+        let mut best = u64::MAX;
+        let mut stride_so_far = 1u64;
+        for l in &d.conv_layers {
+            stride_so_far *= l.stride as u64;
+            let frames = (limit_values / l.channels as u64).saturating_sub(1);
+            best = best.min((frames * stride_so_far).saturating_sub(field + hop) / hop);
+        }
+        best = best.min((limit_values.saturating_sub(field + hop)) / hop);
+        if best == 0 {
+            return Err(Error::TooLongForDevice { index: 0, samples, limit_bytes: self.activation_limit() });
+        }
+        Ok(Some(best.min(u32::MAX as u64) as u32))
+    }
+
+    /// The conv extractor on one utterance (`wave`, `samples` long) in chunks of
+    /// `chunk_frames` final frames, each run through buffers sized for a chunk and copied into
+    /// the whole-length output [frames, channels]. A chunk reads the samples its frames need
+    /// (their receptive fields overlap the next chunk's), so its frames equal the unchunked
+    /// ones. The `default` mode's GroupNorm needs the whole utterance's statistics: a first
+    /// pass takes each chunk's, a second combines them and runs the chunks through.
+    fn record_conv_chunked(&self, s: &mut CommandStream, arena: &Arena, wave: &wgpu::Buffer, samples: usize, chunk_frames: u32) -> Result<wgpu::Buffer> {
+        let d = &self.supernet.dims;
+        let total = frames_for(d, samples) as u32;
+        let hop: u32 = d.conv_layers.iter().map(|l| l.stride as u32).product();
+        let field = min_samples(d) as u32;
+        let chunks: Vec<(u32, u32, u32)> = (0..total.div_ceil(chunk_frames))
+            .map(|c| {
+                let (f0, f1) = (c * chunk_frames, ((c + 1) * chunk_frames).min(total));
+                let len = if f1 == total { samples as u32 - f0 * hop } else { (f1 - 1) * hop + field - f0 * hop };
+                (f0, f1, len)
+            })
+            .collect();
+        // Buffers sized for the largest chunk, block by block.
+        let longest = chunks.iter().map(|c| c.2).max().unwrap_or(0);
+        let chunk_wave = arena.activation("waveform chunk", longest as usize)?;
+        let mut outs = Vec::new();
+        let mut t = longest;
+        for (i, block) in self.conv_blocks.iter().enumerate() {
+            t = (t - block.spec.kernel as u32) / block.spec.stride as u32 + 1;
+            let n = (t * block.spec.channels as u32) as usize;
+            let normed = if block.norm.is_some() { Some(arena.activation(&format!("conv{i}.norm chunk"), n)?) } else { None };
+            outs.push((arena.activation(&format!("conv{i} chunk"), n)?, normed));
+        }
+        let ch_last = d.conv_channels as u32;
+        let features = arena.activation("conv features", (total * ch_last) as usize)?;
+
+        let first = &self.conv_blocks[0];
+        let ch0 = first.spec.channels as u32;
+        let frames0 = |len: u32| (len - first.spec.kernel as u32) / first.spec.stride as u32 + 1;
+        let per_frame0 = hop / first.spec.stride as u32;
+        let default_mode = d.extractor_mode == ExtractorMode::Default;
+        let split = NormChunks {
+            chunks: chunks.len() as u32,
+            count_full: chunk_frames * per_frame0,
+            count_last: chunks.last().map_or(0, |c| frames0(c.2)),
+        };
+        let stats = if default_mode { Some(arena.activation("group norm stats", (chunks.len() as u32 * ch0 * 2) as usize)?) } else { None };
+        let run_block = |s: &mut CommandStream, i: usize, x: &wgpu::Buffer, t_in: u32| -> u32 {
+            let block = &self.conv_blocks[i];
+            let (ch, cin) = (block.spec.channels as u32, block.in_channels as u32);
+            let (k, stride) = (block.spec.kernel as u32, block.spec.stride as u32);
+            let t_out = (t_in - k) / stride + 1;
+            let act = if block.norm.is_none() { Activation::Gelu } else { Activation::None };
+            linear(s, LinearInput::windows(x, t_out, k * cin, stride * cin, 1, t_in * cin), block.conv.prefix(), ch, act, &outs[i].0);
+            t_out
+        };
+        if let Some(stats) = &stats {
+            for (c, &(f0, f1, len)) in chunks.iter().enumerate() {
+                s.scope(format!("conv 0 stats, chunk {c}"));
+                s.copy_values(wave, (f0 * hop) as u64, &chunk_wave, 0, len as u64);
+                let t0 = run_block(s, 0, &chunk_wave, len);
+                let owned = if f1 == total { t0 } else { (f1 - f0) * per_frame0 };
+                group_norm_partial(s, &outs[0].0, stats, c as u32, owned, t0, ch0);
+            }
+        }
+        for (c, &(f0, f1, len)) in chunks.iter().enumerate() {
+            s.scope(format!("conv, chunk {c}"));
+            s.copy_values(wave, (f0 * hop) as u64, &chunk_wave, 0, len as u64);
+            let mut t_in = len;
+            let mut x = chunk_wave.clone();
+            for (i, block) in self.conv_blocks.iter().enumerate() {
+                let t_out = run_block(s, i, &x, t_in);
+                let ch = block.spec.channels as u32;
+                x = match (&block.norm, &outs[i].1) {
+                    (Some(norm), Some(normed)) => {
+                        match (&stats, d.extractor_mode) {
+                            (Some(stats), ExtractorMode::Default) => {
+                                group_norm_apply(s, &outs[i].0, norm.affine(), stats, split, t_out, ch, true, normed)
+                            }
+                            _ => layer_norm(s, &outs[i].0, None, norm.affine(), t_out, ch, true, normed),
+                        }
+                        normed.clone()
+                    }
+                    _ => outs[i].0.clone(),
+                };
+                t_in = t_out;
+            }
+            debug_assert_eq!(t_in, f1 - f0);
+            s.copy_values(&x, 0, &features, (f0 * ch_last) as u64, ((f1 - f0) * ch_last) as u64);
+        }
+        Ok(features)
     }
 
     /// Each utterance's own frames of every state, in one readback.

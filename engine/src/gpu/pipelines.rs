@@ -19,6 +19,7 @@ pub mod sources {
     pub const LINEAR_TILED_SUBGROUP: &str = include_str!("../../../shaders/linear_tiled_subgroup.wgsl");
     pub const NORM: &str = include_str!("../../../shaders/norm.wgsl");
     pub const LAYER_NORM_ROWWISE: &str = include_str!("../../../shaders/layer_norm_rowwise.wgsl");
+    pub const GROUP_NORM_CHUNKED: &str = include_str!("../../../shaders/group_norm_chunked.wgsl");
     pub const POS_CONV: &str = include_str!("../../../shaders/pos_conv.wgsl");
     pub const POS_CONV_TILED: &str = include_str!("../../../shaders/pos_conv_tiled.wgsl");
     pub const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
@@ -36,6 +37,8 @@ pub enum Kernel {
     LayerNorm,
     LayerNormRowwise,
     GroupNormTime,
+    GroupNormPartial,
+    GroupNormApply,
     PosConvResidual(WeightPrecision),
     PosConvTiled(WeightPrecision),
     Attention,
@@ -107,6 +110,7 @@ pub const SHADER_FILES: &[ShaderFile] = &[
     file("linear_tiled_subgroup.wgsl", "f16 weights", sources::LINEAR_TILED_SUBGROUP, TILED_F16),
     file("norm.wgsl", "", sources::NORM, WITH_GELU),
     file("layer_norm_rowwise.wgsl", "", sources::LAYER_NORM_ROWWISE, WITH_GELU),
+    file("group_norm_chunked.wgsl", "", sources::GROUP_NORM_CHUNKED, WITH_GELU),
     file("pos_conv.wgsl", "f32 weights", sources::POS_CONV, GELU_F32),
     file("pos_conv.wgsl", "f16 weights", sources::POS_CONV, GELU_F16),
     file("pos_conv_tiled.wgsl", "f32 weights", sources::POS_CONV_TILED, GELU_F32),
@@ -115,7 +119,7 @@ pub const SHADER_FILES: &[ShaderFile] = &[
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::Gelu,
         Kernel::Linear(WeightPrecision::F32),
         Kernel::Linear(WeightPrecision::F16),
@@ -130,6 +134,8 @@ impl Kernel {
         Kernel::LayerNorm,
         Kernel::LayerNormRowwise,
         Kernel::GroupNormTime,
+        Kernel::GroupNormPartial,
+        Kernel::GroupNormApply,
         Kernel::PosConvResidual(WeightPrecision::F32),
         Kernel::PosConvResidual(WeightPrecision::F16),
         Kernel::PosConvTiled(WeightPrecision::F32),
@@ -153,6 +159,7 @@ impl Kernel {
             Kernel::LinearTiledSubgroup(p) => ("linear_tiled_subgroup.wgsl", Some(p)),
             Kernel::LayerNorm | Kernel::GroupNormTime => ("norm.wgsl", None),
             Kernel::LayerNormRowwise => ("layer_norm_rowwise.wgsl", None),
+            Kernel::GroupNormPartial | Kernel::GroupNormApply => ("group_norm_chunked.wgsl", None),
             Kernel::PosConvResidual(p) => ("pos_conv.wgsl", Some(p)),
             Kernel::PosConvTiled(p) => ("pos_conv_tiled.wgsl", Some(p)),
             Kernel::Attention => ("attention.wgsl", None),
@@ -201,6 +208,8 @@ impl Kernel {
             Kernel::LayerNorm => "layer_norm",
             Kernel::LayerNormRowwise => "layer_norm_rowwise",
             Kernel::GroupNormTime => "group_norm_time",
+            Kernel::GroupNormPartial => "group_norm_partial",
+            Kernel::GroupNormApply => "group_norm_apply",
             Kernel::PosConvResidual(_) => "pos_conv_residual",
             Kernel::PosConvTiled(_) => "pos_conv_tiled",
             Kernel::Attention => "attention",

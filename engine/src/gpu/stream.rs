@@ -31,7 +31,18 @@ pub struct CommandStream<'a> {
     ctx: &'a GpuContext,
     params: Vec<u8>,
     dispatches: Vec<Dispatch>,
+    /// Buffer copies, each recorded before the dispatch at its index (after all earlier ones).
+    copies: Vec<(usize, Copy)>,
     scope: String,
+}
+
+/// A buffer-to-buffer copy between dispatches (the pass is split around it).
+struct Copy {
+    src: wgpu::Buffer,
+    src_offset: u64,
+    dst: wgpu::Buffer,
+    dst_offset: u64,
+    size: u64,
 }
 
 /// Bound resources of the dispatches, ready to record.
@@ -43,7 +54,7 @@ struct Prepared {
 
 impl<'a> CommandStream<'a> {
     pub fn new(ctx: &'a GpuContext) -> Self {
-        CommandStream { ctx, params: Vec::new(), dispatches: Vec::new(), scope: String::new() }
+        CommandStream { ctx, params: Vec::new(), dispatches: Vec::new(), copies: Vec::new(), scope: String::new() }
     }
 
     /// Names the dispatches queued from now on (`layer 3`, `conv 0`, ...), for profiles.
@@ -86,6 +97,29 @@ impl<'a> CommandStream<'a> {
             buffers: buffers.iter().map(|(i, b)| (*i, (*b).clone())).collect(),
             workgroups,
         });
+    }
+
+    /// Queues a copy of `values` f32 values from `src` at value `src_at` to `dst` at value
+    /// `dst_at`, ordered after every dispatch queued so far and before every later one.
+    pub fn copy_values(&mut self, src: &wgpu::Buffer, src_at: u64, dst: &wgpu::Buffer, dst_at: u64, values: u64) {
+        if values == 0 {
+            return;
+        }
+        self.copies.push((
+            self.dispatches.len(),
+            Copy { src: src.clone(), src_offset: src_at * 4, dst: dst.clone(), dst_offset: dst_at * 4, size: values * 4 },
+        ));
+    }
+
+    /// Encodes the copies queued before dispatch `i`.
+    fn encode_copies_before(&self, encoder: &mut wgpu::CommandEncoder, i: usize) {
+        for (_, c) in self.copies.iter().filter(|(at, _)| *at == i) {
+            encoder.copy_buffer_to_buffer(&c.src, c.src_offset, &c.dst, c.dst_offset, c.size);
+        }
+    }
+
+    fn has_copies_before(&self, i: usize) -> bool {
+        self.copies.iter().any(|(at, _)| *at == i)
     }
 
     /// Records what the most recent dispatch costs (kernel wrappers call this).
@@ -152,15 +186,24 @@ impl<'a> CommandStream<'a> {
         let ctx = self.ctx;
         let prepared = self.prepare();
         let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
-        {
+        // One compute pass, split only where a copy has to run between dispatches.
+        let mut i = 0;
+        while i < self.dispatches.len() {
+            self.encode_copies_before(&mut encoder, i);
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
-            for (i, d) in self.dispatches.iter().enumerate() {
+            loop {
+                let d = &self.dispatches[i];
                 pass.set_pipeline(&prepared.pipelines[i]);
                 pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
                 let [x, y, z] = d.workgroups;
                 pass.dispatch_workgroups(x, y, z);
+                i += 1;
+                if i == self.dispatches.len() || self.has_copies_before(i) {
+                    break;
+                }
             }
         }
+        self.encode_copies_before(&mut encoder, self.dispatches.len());
         ctx.counters().count_submission();
         Ok(ctx.queue.submit([encoder.finish()]))
     }
@@ -224,6 +267,7 @@ impl<'a> CommandStream<'a> {
             });
             let mut encoder = device.create_command_encoder(&Default::default());
             for (slot, i) in chunk.clone().enumerate() {
+                self.encode_copies_before(&mut encoder, i);
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(self.dispatches[i].kernel.entry_point()),
                     timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
@@ -236,6 +280,9 @@ impl<'a> CommandStream<'a> {
                 pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
                 let [x, y, z] = self.dispatches[i].workgroups;
                 pass.dispatch_workgroups(x, y, z);
+            }
+            if chunk.end == self.dispatches.len() {
+                self.encode_copies_before(&mut encoder, chunk.end);
             }
             encoder.resolve_query_set(&set, 0..queries, &resolve, 0);
             encoder.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
@@ -258,12 +305,16 @@ impl<'a> CommandStream<'a> {
         let mut timings = Vec::with_capacity(self.dispatches.len());
         for (i, d) in self.dispatches.iter().enumerate() {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            self.encode_copies_before(&mut encoder, i);
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 pass.set_pipeline(&prepared.pipelines[i]);
                 pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
                 let [x, y, z] = d.workgroups;
                 pass.dispatch_workgroups(x, y, z);
+            }
+            if i + 1 == self.dispatches.len() {
+                self.encode_copies_before(&mut encoder, i + 1);
             }
             let begin = Instant::now();
             ctx.queue.submit([encoder.finish()]);

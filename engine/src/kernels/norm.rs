@@ -157,6 +157,77 @@ pub fn layer_norm_cpu(
 
 
 /// CPU reference of [`group_norm_time`] for one utterance (all frames valid).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ChunkNormParams {
+    rows: u32,
+    width: u32,
+    count: u32,
+    chunk: u32,
+    chunks: u32,
+    count_full: u32,
+    count_last: u32,
+    flags: u32,
+    eps: f32,
+    _pad: [u32; 3],
+}
+
+/// How the frames of one utterance's GroupNorm split into chunks: every chunk but the last owns
+/// `count_full` frames of the statistics, the last `count_last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NormChunks {
+    pub chunks: u32,
+    pub count_full: u32,
+    pub count_last: u32,
+}
+
+/// First pass of a chunked [`group_norm_time`] (one utterance): the mean and the sum of squared
+/// deviations of each channel over the first `count` of the chunk's `frames` rows, into
+/// `stats[chunk]` ([chunks, channels] of 2 f32).
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_partial(stream: &mut CommandStream, x: &wgpu::Buffer, stats: &wgpu::Buffer, chunk: u32, count: u32, frames: u32, channels: u32) {
+    let params = ChunkNormParams { rows: frames, width: channels, count, chunk, chunks: 0, count_full: 0, count_last: 0, flags: 0, eps: EPS, _pad: [0; 3] };
+    stream.dispatch_bound(Kernel::GroupNormPartial, &params, &[(1, x), (4, stats)], [channels, 1, 1]);
+    let n = count as f64 * channels as f64;
+    stream.cost(4.0 * n, 4.0 * 2.0 * n);
+}
+
+/// Second pass: the utterance's statistics from every chunk's, then the chunk's `frames` rows
+/// normalised (and GELU if asked) into `y`.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_apply(
+    stream: &mut CommandStream,
+    x: &wgpu::Buffer,
+    affine: Affine,
+    stats: &wgpu::Buffer,
+    split: NormChunks,
+    frames: u32,
+    channels: u32,
+    gelu: bool,
+    y: &wgpu::Buffer,
+) {
+    let params = ChunkNormParams {
+        rows: frames,
+        width: channels,
+        count: 0,
+        chunk: 0,
+        chunks: split.chunks,
+        count_full: split.count_full,
+        count_last: split.count_last,
+        flags: if gelu { FLAG_GELU } else { 0 },
+        eps: EPS,
+        _pad: [0; 3],
+    };
+    stream.dispatch_bound(
+        Kernel::GroupNormApply,
+        &params,
+        &[(1, x), (2, affine.gamma), (3, affine.beta), (4, stats), (5, y)],
+        [channels, 1, 1],
+    );
+    let n = frames as f64 * channels as f64;
+    stream.cost(8.0 * n, 4.0 * 2.0 * n);
+}
+
 pub fn group_norm_time_cpu(
     x: &[f32],
     gamma: &[f32],
