@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use kernels_tests::{assert_close, fixtures_dir, gpu, random_values, Fixture};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{stored_values, Arithmetic, CommandStream, GpuContext, WeightMatrix, WeightPrecision};
-use lighthubert::kernels::attention::{attention, attention_cpu};
+use lighthubert::kernels::attention::{attention, attention_as, attention_cpu, AttentionForm};
 use lighthubert::kernels::linear::{conv_weight_frame_major, linear, linear_as, linear_cpu, Activation, IndexMap, LinearForm, LinearInput, WeightSlice};
 use lighthubert::kernels::norm::{group_norm_time, group_norm_time_cpu, layer_norm, layer_norm_as, layer_norm_cpu, Affine, LayerNormForm};
 use lighthubert::kernels::pointwise::{gelu_cpu, gelu_inplace};
@@ -356,9 +356,15 @@ fn attention_kernel_matches_cpu_reference_on_odd_lengths() {
     let [qb, kb, vb] = [&q, &k, &v].map(|d| ctx.activation_from("in", d).unwrap());
     let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
     let out = ctx.activation("out", n).unwrap();
-    let got = run(&ctx, &out, n, |s| attention(s, &qb, &kb, &vb, &lb, frames as u32, batch as u32, heads as u32, &out));
     let want = attention_cpu(&q, &k, &v, &lengths, frames, heads);
-    assert_close("attention vs cpu", &got, &want, 1e-6, 5e-5);
+    let mut forms = vec![AttentionForm::PerQuery];
+    if ctx.subgroup_size == Some(8) {
+        forms.push(AttentionForm::Subgroup8);
+    }
+    for form in forms {
+        let got = run(&ctx, &out, n, |s| attention_as(s, form, &qb, &kb, &vb, &lb, frames as u32, batch as u32, heads as u32, &out));
+        assert_close(&format!("attention {form:?} vs cpu"), &got, &want, 1e-6, 5e-5);
+    }
 }
 
 #[test]

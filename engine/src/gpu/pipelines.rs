@@ -23,6 +23,7 @@ pub mod sources {
     pub const POS_CONV: &str = include_str!("../../../shaders/pos_conv.wgsl");
     pub const POS_CONV_TILED: &str = include_str!("../../../shaders/pos_conv_tiled.wgsl");
     pub const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
+    pub const ATTENTION_SUBGROUP: &str = include_str!("../../../shaders/attention_subgroup.wgsl");
 }
 
 /// Every compute entry point the engine dispatches; kernels that read weight matrices come
@@ -42,6 +43,7 @@ pub enum Kernel {
     PosConvResidual(WeightPrecision),
     PosConvTiled(WeightPrecision),
     Attention,
+    AttentionSubgroup,
 }
 
 /// A shader file and the preludes it is composed with.
@@ -116,10 +118,11 @@ pub const SHADER_FILES: &[ShaderFile] = &[
     file("pos_conv_tiled.wgsl", "f32 weights", sources::POS_CONV_TILED, GELU_F32),
     file("pos_conv_tiled.wgsl", "f16 weights", sources::POS_CONV_TILED, GELU_F16),
     file("attention.wgsl", "", sources::ATTENTION, &[]),
+    file("attention_subgroup.wgsl", "", sources::ATTENTION_SUBGROUP, &[sources::ATTENTION]),
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::Gelu,
         Kernel::Linear(WeightPrecision::F32),
         Kernel::Linear(WeightPrecision::F16),
@@ -141,6 +144,7 @@ impl Kernel {
         Kernel::PosConvTiled(WeightPrecision::F32),
         Kernel::PosConvTiled(WeightPrecision::F16),
         Kernel::Attention,
+        Kernel::AttentionSubgroup,
     ];
 
     pub fn file(self) -> &'static ShaderFile {
@@ -163,6 +167,7 @@ impl Kernel {
             Kernel::PosConvResidual(p) => ("pos_conv.wgsl", Some(p)),
             Kernel::PosConvTiled(p) => ("pos_conv_tiled.wgsl", Some(p)),
             Kernel::Attention => ("attention.wgsl", None),
+            Kernel::AttentionSubgroup => ("attention_subgroup.wgsl", None),
         };
         let variant = match precision {
             None => "",
@@ -193,7 +198,7 @@ impl Kernel {
     /// The subgroup size this kernel is written for, if it uses subgroup operations.
     pub fn subgroup_size(self) -> Option<u32> {
         match self {
-            Kernel::LinearTiledSubgroup(_) => Some(8),
+            Kernel::LinearTiledSubgroup(_) | Kernel::AttentionSubgroup => Some(8),
             _ => None,
         }
     }
@@ -213,6 +218,7 @@ impl Kernel {
             Kernel::PosConvResidual(_) => "pos_conv_residual",
             Kernel::PosConvTiled(_) => "pos_conv_tiled",
             Kernel::Attention => "attention",
+            Kernel::AttentionSubgroup => "attention_subgroup",
         }
     }
 }

@@ -20,11 +20,49 @@ struct AttentionParams {
     _pad: [u32; 3],
 }
 
+/// How an attention dispatch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionForm {
+    /// One invocation per query, 64 per workgroup: any device.
+    PerQuery,
+    /// 8 neighbouring queries per workgroup sharing key and value loads by subgroup broadcast:
+    /// CPU-family devices with subgroups of exactly 8 (lavapipe).
+    Subgroup8,
+}
+
+impl AttentionForm {
+    pub fn for_device(ctx: &crate::gpu::GpuContext) -> Self {
+        if ctx.kernel_family == crate::gpu::KernelFamily::Cpu && ctx.subgroup_size == Some(8) {
+            AttentionForm::Subgroup8
+        } else {
+            AttentionForm::PerQuery
+        }
+    }
+}
+
 /// out = softmax(q k^T / 8, keys < length) v per head, for q, k, v [batch * frames, heads * 64].
 /// `lengths` holds one u32 per utterance: its keys at or past that index are padding.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     stream: &mut CommandStream,
+    q: &wgpu::Buffer,
+    k: &wgpu::Buffer,
+    v: &wgpu::Buffer,
+    lengths: &wgpu::Buffer,
+    frames: u32,
+    batch: u32,
+    heads: u32,
+    out: &wgpu::Buffer,
+) {
+    let form = AttentionForm::for_device(stream.context());
+    attention_as(stream, form, q, k, v, lengths, frames, batch, heads, out);
+}
+
+/// [`attention`] in a given form (`Subgroup8` needs a device with 8-wide subgroups).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_as(
+    stream: &mut CommandStream,
+    form: AttentionForm,
     q: &wgpu::Buffer,
     k: &wgpu::Buffer,
     v: &wgpu::Buffer,
@@ -42,12 +80,11 @@ pub fn attention(
         scale: 1.0 / (HEAD_DIM as f32).sqrt(),
         _pad: [0; 3],
     };
-    stream.dispatch(
-        Kernel::Attention,
-        &params,
-        &[q, k, v, lengths, out],
-        [frames.div_ceil(64), heads, batch],
-    );
+    let (kernel, per_group) = match form {
+        AttentionForm::PerQuery => (Kernel::Attention, 64),
+        AttentionForm::Subgroup8 => (Kernel::AttentionSubgroup, 8),
+    };
+    stream.dispatch(kernel, &params, &[q, k, v, lengths, out], [frames.div_ceil(per_group), heads, batch]);
     // Scores and the weighted sum of values, against every key (padding makes it less).
     let (rows, a) = (batch as f64 * frames as f64, (heads * HEAD_DIM) as f64);
     stream.cost(4.0 * rows * frames as f64 * a, 4.0 * 4.0 * rows * a);
