@@ -540,11 +540,13 @@ impl LightHubert {
     fn conv_chunk_frames(&self, samples: usize) -> Result<Option<u32>> {
         let d = &self.supernet.dims;
         let limit_values = self.activation_limit() / 4;
+        // A dispatch covers at least 16 rows per workgroup along y (see `fits`).
+        let max_rows = 16 * self.ctx.limits.max_compute_workgroups_per_dimension as u64;
         let mut t = samples as u64;
         let mut fits = true;
         for l in &d.conv_layers {
             t = (t - l.kernel as u64) / l.stride as u64 + 1;
-            fits &= t * l.channels as u64 <= limit_values;
+            fits &= t * l.channels as u64 <= limit_values && t <= max_rows;
         }
         if fits {
             return Ok(None);
@@ -557,7 +559,7 @@ impl LightHubert {
         let mut stride_so_far = 1u64;
         for l in &d.conv_layers {
             stride_so_far *= l.stride as u64;
-            let frames = (limit_values / l.channels as u64).saturating_sub(1);
+            let frames = (limit_values / l.channels as u64).min(max_rows).saturating_sub(1);
             best = best.min((frames * stride_so_far).saturating_sub(field + hop) / hop);
         }
         best = best.min((limit_values.saturating_sub(field + hop)) / hop);
