@@ -9,42 +9,17 @@
 //
 // Needs vec4-aligned slices (depth, strides and column chunks multiples of 4; see
 // LinearForm::vec4_aligned), a staging prelude first (stage_f32.wgsl, or stage_f16.wgsl for f16
-// arithmetic), the gelu.wgsl prelude and a weight storage prelude (binding 2).
+// arithmetic), then the gelu.wgsl, weight storage (binding 2) and linear_common.wgsl preludes.
 
-struct LinearParams {
-    rows: u32,
-    cols: u32,
-    depth: u32,
-    x_row_stride: u32,
-    w_row_stride: u32,
-    row_chunk: u32,
-    row_chunk_stride: u32,
-    col_chunk: u32,
-    col_chunk_stride: u32,
-    // bit 0: add bias, bit 1: GELU
-    flags: u32,
-    x_batch_stride: u32,
-    y_batch_stride: u32,
-}
-
-const FLAG_BIAS: u32 = 1u;
-const FLAG_GELU: u32 = 2u;
 const BLOCK: u32 = 64u;
 // Depth per step, in vec4s.
 const STEP4: u32 = 4u;
 
-@group(0) @binding(0) var<uniform> p: LinearParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 // [depth vec4 within the step][frame or unit within the block]
 var<workgroup> xs: array<Stage4, 256>;
 var<workgroup> ws: array<Stage4, 256>;
-
-fn weight_row(n: u32) -> u32 {
-    return (n / p.row_chunk) * p.row_chunk_stride + n % p.row_chunk;
-}
 
 // Weight column of subnet depth index k (a multiple of 4, so a vec4 never straddles chunks).
 fn weight_col(k: u32) -> u32 {
@@ -93,18 +68,11 @@ fn linear_shared(@builtin(workgroup_id) wid: vec3<u32>,
         if (n >= p.cols) {
             break;
         }
-        var b = 0.0;
-        if ((p.flags & FLAG_BIAS) != 0u) {
-            b = bias[weight_row(n)];
-        }
+        let b = bias_of(n);
         for (var i = 0u; i < 4u; i++) {
             let t = t0 + ty + 16u * i;
             if (t < p.rows) {
-                var v = c[j][i] + b;
-                if ((p.flags & FLAG_GELU) != 0u) {
-                    v = gelu(v);
-                }
-                y[y_off + t * p.cols + n] = v;
+                y[y_off + t * p.cols + n] = activate(c[j][i] + b);
             }
         }
     }

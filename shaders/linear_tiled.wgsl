@@ -9,39 +9,13 @@
 // which is 1024 multiply-adds for 32 vec4 loads. On CPU adapters (llvmpipe) each load costs a
 // loop over the SIMD lanes, so this ratio, not the arithmetic, sets the speed.
 //
-// Slicing is linear.wgsl's: output unit n reads weight row (n / row_chunk) * row_chunk_stride
-// + n % row_chunk; depth index k reads weight column (k / col_chunk) * col_chunk_stride
-// + k % col_chunk. Needs the gelu.wgsl prelude and a weight storage prelude (weights_f32.wgsl
-// or weights_f16.wgsl), which declares binding 2.
+// Slicing as in linear_common.wgsl. The sixteen accumulators are separate variables, not an
+// array or a struct behind a pointer: that keeps them in registers on llvmpipe. Needs the
+// gelu.wgsl, weight storage (binding 2) and linear_common.wgsl preludes.
 
-struct LinearParams {
-    rows: u32,
-    cols: u32,
-    depth: u32,
-    x_row_stride: u32,
-    w_row_stride: u32,
-    row_chunk: u32,
-    row_chunk_stride: u32,
-    col_chunk: u32,
-    col_chunk_stride: u32,
-    // bit 0: add bias, bit 1: GELU
-    flags: u32,
-    x_batch_stride: u32,
-    y_batch_stride: u32,
-}
-
-const FLAG_BIAS: u32 = 1u;
-const FLAG_GELU: u32 = 2u;
 const TILE: u32 = 16u;
 
-@group(0) @binding(0) var<uniform> p: LinearParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-
-fn weight_row(n: u32) -> u32 {
-    return (n / p.row_chunk) * p.row_chunk_stride + n % p.row_chunk;
-}
 
 // Edge tiles repeat the last valid frame / unit, so the depth loop needs no bounds checks;
 // the repeats are never stored.
@@ -68,23 +42,18 @@ fn store_block(c: mat4x4<f32>, t0: u32, n0: u32, y_off: u32) {
         if (n >= p.cols) {
             return;
         }
-        var b = 0.0;
-        if ((p.flags & FLAG_BIAS) != 0u) {
-            b = bias[weight_row(n)];
-        }
+        let b = bias_of(n);
         for (var i = 0u; i < 4u; i++) {
             let t = t0 + i;
             if (t < p.rows) {
-                var v = c[j][i] + b;
-                if ((p.flags & FLAG_GELU) != 0u) {
-                    v = gelu(v);
-                }
-                y[y_off + t * p.cols + n] = v;
+                y[y_off + t * p.cols + n] = activate(c[j][i] + b);
             }
         }
     }
 }
 
+// 8 invocations side by side along the units: one SIMD row on llvmpipe, and short inputs
+// still make enough workgroups for every CPU thread.
 @compute @workgroup_size(8, 1)
 fn linear_tiled(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n0 = gid.x * TILE;

@@ -13,6 +13,7 @@ pub mod sources {
     pub const WEIGHTS_F32: &str = include_str!("../../../shaders/weights_f32.wgsl");
     pub const WEIGHTS_F16: &str = include_str!("../../../shaders/weights_f16.wgsl");
     pub const POINTWISE: &str = include_str!("../../../shaders/pointwise.wgsl");
+    pub const LINEAR_COMMON: &str = include_str!("../../../shaders/linear_common.wgsl");
     pub const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
     pub const LINEAR_TILED: &str = include_str!("../../../shaders/linear_tiled.wgsl");
     pub const LINEAR_SHARED: &str = include_str!("../../../shaders/linear_shared.wgsl");
@@ -81,12 +82,14 @@ impl ShaderFile {
 const WITH_GELU: &[&str] = &[sources::GELU];
 const GELU_F32: &[&str] = &[sources::GELU, sources::WEIGHTS_F32];
 const GELU_F16: &[&str] = &[sources::GELU, sources::WEIGHTS_F16];
-const SHARED_F32: &[&str] = &[sources::STAGE_F32, sources::GELU, sources::WEIGHTS_F32];
-const SHARED_F16: &[&str] = &[sources::STAGE_F32, sources::GELU, sources::WEIGHTS_F16];
-const SHARED_F32_HALF_MATH: &[&str] = &[sources::STAGE_F16, sources::GELU, sources::WEIGHTS_F32];
-const SHARED_F16_HALF_MATH: &[&str] = &[sources::STAGE_F16, sources::GELU, sources::WEIGHTS_F16];
-const TILED_F32: &[&str] = &[sources::GELU, sources::WEIGHTS_F32, sources::LINEAR_TILED];
-const TILED_F16: &[&str] = &[sources::GELU, sources::WEIGHTS_F16, sources::LINEAR_TILED];
+const LINEAR_F32: &[&str] = &[sources::GELU, sources::WEIGHTS_F32, sources::LINEAR_COMMON];
+const LINEAR_F16: &[&str] = &[sources::GELU, sources::WEIGHTS_F16, sources::LINEAR_COMMON];
+const SHARED_F32: &[&str] = &[sources::STAGE_F32, sources::GELU, sources::WEIGHTS_F32, sources::LINEAR_COMMON];
+const SHARED_F16: &[&str] = &[sources::STAGE_F32, sources::GELU, sources::WEIGHTS_F16, sources::LINEAR_COMMON];
+const SHARED_F32_HALF_MATH: &[&str] = &[sources::STAGE_F16, sources::GELU, sources::WEIGHTS_F32, sources::LINEAR_COMMON];
+const SHARED_F16_HALF_MATH: &[&str] = &[sources::STAGE_F16, sources::GELU, sources::WEIGHTS_F16, sources::LINEAR_COMMON];
+const TILED_F32: &[&str] = &[sources::GELU, sources::WEIGHTS_F32, sources::LINEAR_COMMON, sources::LINEAR_TILED];
+const TILED_F16: &[&str] = &[sources::GELU, sources::WEIGHTS_F16, sources::LINEAR_COMMON, sources::LINEAR_TILED];
 
 const fn file(name: &'static str, variant: &'static str, source: &'static str, preludes: &'static [&'static str]) -> ShaderFile {
     ShaderFile { name, variant, source, preludes }
@@ -100,10 +103,11 @@ pub const SHADER_FILES: &[ShaderFile] = &[
     file("stage_f32.wgsl", "", sources::STAGE_F32, &[]),
     file("stage_f16.wgsl", "", sources::STAGE_F16, &[]),
     file("pointwise.wgsl", "", sources::POINTWISE, WITH_GELU),
-    file("linear.wgsl", "f32 weights", sources::LINEAR, GELU_F32),
-    file("linear.wgsl", "f16 weights", sources::LINEAR, GELU_F16),
-    file("linear_tiled.wgsl", "f32 weights", sources::LINEAR_TILED, GELU_F32),
-    file("linear_tiled.wgsl", "f16 weights", sources::LINEAR_TILED, GELU_F16),
+    file("linear_common.wgsl", "", sources::LINEAR_COMMON, &[sources::GELU]),
+    file("linear.wgsl", "f32 weights", sources::LINEAR, LINEAR_F32),
+    file("linear.wgsl", "f16 weights", sources::LINEAR, LINEAR_F16),
+    file("linear_tiled.wgsl", "f32 weights", sources::LINEAR_TILED, LINEAR_F32),
+    file("linear_tiled.wgsl", "f16 weights", sources::LINEAR_TILED, LINEAR_F16),
     file("linear_shared.wgsl", "f32 weights", sources::LINEAR_SHARED, SHARED_F32),
     file("linear_shared.wgsl", "f16 weights", sources::LINEAR_SHARED, SHARED_F16),
     file("linear_shared.wgsl", "f32 weights, f16 arithmetic", sources::LINEAR_SHARED, SHARED_F32_HALF_MATH),
