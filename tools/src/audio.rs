@@ -118,6 +118,12 @@ pub fn read_mono(path: &Path) -> Result<MonoAudio, CliError> {
     } else {
         read_symphonia(path)?
     };
+    checked(path, audio)
+}
+
+/// What every decoded file must be: a sane header, samples, and only finite ones (a float WAV
+/// can hold NaN or infinity).
+fn checked(path: &Path, audio: MonoAudio) -> Result<MonoAudio, CliError> {
     check_info(path, &audio.info)?;
     if audio.samples.is_empty() {
         return Err(CliError::audio(path, "no audio samples"));
@@ -197,8 +203,7 @@ fn wav_info<R: Read>(reader: &hound::WavReader<R>) -> AudioInfo {
 pub fn read_wav_bytes(bytes: &[u8], label: &Path) -> Result<MonoAudio, CliError> {
     let reader = hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|e| wav_error(label, e))?;
     let audio = decode_wav(reader).map_err(|e| wav_error(label, e))?;
-    check_info(label, &audio.info)?;
-    Ok(audio)
+    checked(label, audio)
 }
 
 fn decode_wav<R: Read>(mut reader: hound::WavReader<R>) -> Result<MonoAudio, hound::Error> {

@@ -149,3 +149,18 @@ fn every_case_through_the_program() {
     }
     assert!(!dir.path().join("lighthubert-corpus-pwned").exists(), "a hostile pickle ran its command");
 }
+
+/// The in-memory WAV decoder (the bundled clip's, and the fuzz target's) must agree with the
+/// file decoder on every audio case: the same samples, or both an error.
+#[test]
+fn the_in_memory_wav_decoder_agrees_with_the_file_decoder() {
+    for case in cases().into_iter().filter(|c| c.kind == "audio") {
+        let bytes = std::fs::read(&case.file).unwrap();
+        let from_bytes = audio::read_wav_bytes(&bytes, &case.file);
+        match (audio::read_mono(&case.file), from_bytes) {
+            (Ok(a), Ok(b)) => assert_eq!(a.samples, b.samples, "{}", case.name),
+            (Err(_), Err(e)) => assert!(e.to_string().contains(&case.name), "{}: {e}", case.name),
+            (a, b) => panic!("{}: file decoder {:?}, bytes decoder {:?}", case.name, a.map(|x| x.samples.len()), b.map(|x| x.samples.len())),
+        }
+    }
+}
