@@ -552,7 +552,7 @@ impl LightHubert {
             return Ok(None);
         }
         // A chunk of C final frames reads C*S + R samples (the last one up to S - 1 more), so
-        // block l holds at most (C*S + R + S) / P_l + 1 frames, P_l its input's total stride.
+        // block l holds at most (C*S + R + S) / P_l + 1 frames, P_l the total stride through l.
         let hop: u64 = d.conv_layers.iter().map(|l| l.stride as u64).product();
         let field = min_samples(d) as u64;
         let mut best = u64::MAX;
