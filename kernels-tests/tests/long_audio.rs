@@ -45,3 +45,26 @@ fn default_mode_chunks_with_a_two_pass_group_norm() {
 fn layer_norm_mode_chunks() {
     check("f16-ckpt-mixed-e128-11", 160_000);
 }
+
+/// Ten minutes of audio at the device's own limits (no lowered limit): the conv extractor must
+/// chunk (its first block alone is ~0.5 GB on the test checkpoint), and every frame comes out
+/// finite. Opt-in, ten minutes on lavapipe (attention over 30000 frames dominates):
+///
+///     cargo test --release -p kernels-tests --test long_audio -- --ignored --nocapture
+#[test]
+#[ignore = "long: run with --ignored"]
+fn ten_minutes_of_audio_at_the_device_limits() {
+    let ckpt = Checkpoint::open(fixtures_dir().join("tiny-default.pt")).unwrap_or_else(|e| panic!("{e}"));
+    let model = LightHubert::load(gpu(), &ckpt).unwrap_or_else(|e| panic!("{e}"));
+    let subnet = model.supernet().preset(&lighthubert::Preset::Default);
+    let samples = 16_000 * 600;
+    let wave: Vec<f32> = (0..samples).map(|i| 0.2 * (i as f32 * 0.0625).sin() + 0.01 * ((i * 7919) % 101) as f32 / 101.0).collect();
+    let conv0_bytes = ((samples - 10) / 5 + 1) as u64 * 64 * 4;
+    assert!(conv0_bytes > model.activation_limit(), "ten minutes must exceed one binding on this device");
+    assert!(model.fits(&subnet, 1, samples));
+    let start = std::time::Instant::now();
+    let out = model.forward(&subnet, &wave, true).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("10 minutes: {} frames in {:.1} s", out.frames, start.elapsed().as_secs_f64());
+    assert_eq!(out.frames, (samples - 400) / 320 + 1);
+    assert!(out.states.iter().flatten().all(|v| v.is_finite()));
+}
