@@ -418,7 +418,9 @@ impl LightHubert {
             t_in = frames_for(d, longest) as u32;
             lengths_in = vec![t_in];
         }
-        for (i, block) in self.conv_blocks.iter().enumerate().filter(|_| chunking.is_none()) {
+        // Whole-length buffers: the blocks run here unless the chunked path above ran them.
+        let whole_length_blocks = if chunking.is_none() { &self.conv_blocks[..] } else { &[] };
+        for (i, block) in whole_length_blocks.iter().enumerate() {
             s.scope(format!("conv {i}"));
             let spec = block.spec;
             let (ch, cin) = (spec.channels as u32, block.in_channels as u32);
