@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::{Checkpoint, ExtractorMode};
 use crate::error::{Error, Result};
-use crate::gpu::{Arena, Arithmetic, CommandStream, GpuContext, Kernel, KernelFamily, Precision, Profile, WeightMatrix, WeightPrecision};
+use crate::gpu::{host_vec, Arena, Arithmetic, CommandStream, GpuContext, Kernel, KernelFamily, Precision, Profile, WeightMatrix, WeightPrecision};
 use crate::kernels::attention::{attention, HEAD_DIM};
 use crate::kernels::linear::{conv_weight_frame_major, linear, Activation, IndexMap, LinearInput, WeightSlice};
 use crate::kernels::norm::{group_norm_apply, group_norm_partial, group_norm_time, layer_norm, Affine, NormChunks};
@@ -115,11 +115,20 @@ pub fn min_samples(dims: &SupernetDims) -> usize {
 
 /// s3prl's per-utterance normalisation: (x - mean) / sqrt(var + 1e-5), biased variance, in f64.
 pub fn normalize_waveform(wave: &[f32]) -> Vec<f32> {
+    let mut out = wave.to_vec();
+    normalize_in_place(&mut out);
+    out
+}
+
+/// [`normalize_waveform`] without a second copy of the audio.
+fn normalize_in_place(wave: &mut [f32]) {
     let n = wave.len().max(1) as f64;
     let mean = wave.iter().map(|&v| v as f64).sum::<f64>() / n;
     let var = wave.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
     let inv = 1.0 / (var + 1e-5).sqrt();
-    wave.iter().map(|&v| ((v as f64 - mean) * inv) as f32).collect()
+    for v in wave {
+        *v = ((*v as f64 - mean) * inv) as f32;
+    }
 }
 
 fn upload_norm(ctx: &GpuContext, ckpt: &Checkpoint, prefix: &str, width: usize) -> Result<Norm> {
@@ -395,13 +404,13 @@ impl LightHubert {
 
         // The padded batch: utterance b starts at sample b * longest, zeros after its end.
         let longest = waveforms.iter().map(|w| w.len()).max().unwrap_or(0);
-        let mut padded = vec![0f32; waveforms.len() * longest];
+        let mut padded = host_vec("the padded waveform batch", waveforms.len() * longest)?;
+        padded.resize(waveforms.len() * longest, 0f32);
         for (b, w) in waveforms.iter().enumerate() {
             let dst = &mut padded[b * longest..b * longest + w.len()];
+            dst.copy_from_slice(w);
             if normalize {
-                dst.copy_from_slice(&normalize_waveform(w));
-            } else {
-                dst.copy_from_slice(w);
+                normalize_in_place(dst);
             }
         }
         let frames: Vec<usize> = waveforms.iter().map(|w| frames_for(d, w.len())).collect();
@@ -409,7 +418,7 @@ impl LightHubert {
         // 1. Conv feature extractor, frame-major [batch, frames, channels] from the first block
         //    on. Rows past an utterance's own frames hold finite values that nothing valid reads.
         //    One utterance too long for whole-length buffers runs it in chunks of frames.
-        let mut x = arena.activation_from("waveform", &padded)?;
+        let mut x = arena.activation_from(s, "waveform", &padded)?;
         let mut lengths_in: Vec<u32> = waveforms.iter().map(|w| w.len() as u32).collect();
         let mut t_in = longest as u32;
         let chunking = if batch == 1 { self.conv_chunk_frames(longest)? } else { None };
@@ -437,7 +446,7 @@ impl LightHubert {
                     let normed = arena.activation(&format!("conv{i}.norm"), (batch * t_out * ch) as usize)?;
                     match d.extractor_mode {
                         ExtractorMode::Default => {
-                            let lengths = arena.u32_buffer(&format!("conv{i}.lengths"), &lengths_out)?;
+                            let lengths = arena.u32_buffer(s, &format!("conv{i}.lengths"), &lengths_out)?;
                             group_norm_time(s, &conv_out, norm.affine(), &lengths, batch, t_out, ch, true, &normed)
                         }
                         ExtractorMode::LayerNorm => {
@@ -452,7 +461,7 @@ impl LightHubert {
         }
         let t = t_in;
         let rows = batch * t;
-        let lengths = arena.u32_buffer("lengths", &lengths_in)?;
+        let lengths = arena.u32_buffer(s, "lengths", &lengths_in)?;
 
         // 2. Feature LayerNorm and the projection to the subnet's width: hidden state 0.
         s.scope("features");

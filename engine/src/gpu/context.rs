@@ -1,8 +1,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use wgpu::util::DeviceExt;
-
 use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
 use super::GpuError;
@@ -233,7 +231,12 @@ impl GpuContext {
         let oom = pollster::block_on(oom.pop());
         // A loss explains whatever failed with it; say so rather than the symptom.
         self.check_not_lost()?;
-        if let Some(e) = oom.or(validation) {
+        if let Some(e) = oom {
+            // Whatever the pool holds is reclaimable; without it the next request may fit.
+            self.release_pooled();
+            return Err(GpuError::OutOfMemory { detail: e.to_string() }.into());
+        }
+        if let Some(e) = validation {
             return Err(GpuError::Device(e.to_string()).into());
         }
         result
@@ -286,13 +289,19 @@ impl GpuContext {
     /// Uploads weight storage of any layout (see [`GpuContext::upload_matrix`]).
     pub(crate) fn upload_weight_bytes(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer, GpuError> {
         self.check_size(label, bytes.len() as u64)?;
-        // An empty tensor still needs a valid binding.
+        // An empty tensor still needs a valid binding. Not `create_buffer_init`: its internal
+        // staging buffer loses the device when memory runs out (see create_buffer_checked).
         let contents: &[u8] = if bytes.is_empty() { &[0u8; 4] } else { bytes };
-        let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let staging = self.staging_with(contents)?;
+        let buffer = self.create_buffer_checked(&wgpu::BufferDescriptor {
             label: Some(label),
-            contents,
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+            size: staging.size(),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })?;
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("weight upload") });
+        encoder.copy_buffer_to_buffer(&staging, 0, &buffer, 0, staging.size());
+        self.queue.submit([encoder.finish()]);
         self.counters.weight_bytes_uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.counters.weight_buffers_created.fetch_add(1, Ordering::Relaxed);
         Ok(buffer)
@@ -307,15 +316,58 @@ impl GpuContext {
     pub fn activation(&self, label: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
         let bytes = Self::activation_bytes(len);
         self.check_size(label, bytes)?;
-        self.counters.activation_buffers_created.fetch_add(1, Ordering::Relaxed);
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.create_buffer_checked(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        }))
+        })?;
+        self.counters.activation_buffers_created.fetch_add(1, Ordering::Relaxed);
+        Ok(buffer)
+    }
+
+    /// A mapped-at-creation copy source holding `bytes` (padded to whole 4-byte words), for
+    /// uploads that must fail cleanly when memory runs out.
+    pub(crate) fn staging_with(&self, bytes: &[u8]) -> Result<wgpu::Buffer, GpuError> {
+        let staging = self.create_buffer_checked(&wgpu::BufferDescriptor {
+            label: Some("upload"),
+            size: (bytes.len() as u64).div_ceil(4) * 4,
+            usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: true,
+        })?;
+        staging
+            .slice(..)
+            .get_mapped_range_mut()
+            .map_err(|e| GpuError::Device(format!("mapping an upload buffer: {e}")))?
+            .slice(..bytes.len())
+            .copy_from_slice(bytes);
+        staging.unmap();
+        Ok(staging)
+    }
+
+    /// Creates a buffer, or reports that the device has no memory for it. Out of memory at
+    /// buffer creation is the one place wgpu lets a device survive it (a staging buffer of
+    /// `queue.write_buffer` or a command encoder failing to allocate loses the device), so
+    /// every buffer that scales with the input is created here, before anything is encoded.
+    /// A failure first frees the pooled activation buffers and tries once more.
+    pub(crate) fn create_buffer_checked(&self, desc: &wgpu::BufferDescriptor) -> Result<wgpu::Buffer, GpuError> {
+        let attempt = || {
+            let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            let buffer = self.device.create_buffer(desc);
+            match pollster::block_on(scope.pop()) {
+                None => Ok(buffer),
+                Some(e) => Err(e),
+            }
+        };
+        attempt().or_else(|_| {
+            self.release_pooled();
+            attempt()
+        })
+        .map_err(|e| GpuError::OutOfMemory {
+            detail: format!("allocating {} bytes for {}: {e}", desc.size, desc.label.unwrap_or("a buffer")),
+        })
     }
 
     /// An activation buffer filled with `values` (inputs such as the waveform).
@@ -362,12 +414,12 @@ impl GpuContext {
     /// Copies each (buffer, offset, len) range of f32 values back to the CPU, in one submit.
     pub fn read_back(&self, ranges: &[(&wgpu::Buffer, usize, usize)]) -> Result<Vec<Vec<f32>>, GpuError> {
         let total: u64 = ranges.iter().map(|(_, _, n)| (*n as u64) * 4).sum();
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = self.create_buffer_checked(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: total.max(4),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        });
+        })?;
         let mut encoder = self.device.create_command_encoder(&Default::default());
         let mut offset = 0u64;
         for (buffer, start, len) in ranges {
@@ -395,11 +447,25 @@ impl GpuContext {
         let mut out = Vec::with_capacity(ranges.len());
         let mut start = 0usize;
         for (_, _, len) in ranges {
-            out.push(all[start..start + len].to_vec());
+            let mut values = host_vec("read-back values", *len)?;
+            values.extend_from_slice(&all[start..start + len]);
+            out.push(values);
             start += len;
         }
         drop(data);
         staging.unmap();
         Ok(out)
     }
+}
+
+/// An empty vector with room for `len` values, or an error where the host cannot provide it:
+/// the inputs and outputs that scale with audio length are allocated this way, so that a huge
+/// request is refused instead of aborting the process.
+pub fn host_vec<T>(what: &str, len: usize) -> Result<Vec<T>, GpuError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| GpuError::HostOutOfMemory {
+        what: what.to_string(),
+        bytes: (len as u64).saturating_mul(std::mem::size_of::<T>() as u64),
+    })?;
+    Ok(v)
 }

@@ -8,7 +8,7 @@ mod profile;
 mod stream;
 mod weights;
 
-pub use context::{AdapterChoice, Counters, GpuContext, KernelFamily};
+pub use context::{host_vec, AdapterChoice, Counters, GpuContext, KernelFamily};
 pub use pipelines::{Kernel, ShaderFile, SHADER_FILES};
 pub use pool::Arena;
 pub use profile::{DispatchTiming, KernelSummary, Profile};
@@ -29,6 +29,10 @@ pub enum GpuError {
     Readback(String),
     #[error("the GPU reported an error: {0}")]
     Device(String),
+    #[error("the GPU ran out of memory ({detail}); pooled activation buffers were released, so the model can run the next request (a shorter input, a smaller batch or subnet needs less)")]
+    OutOfMemory { detail: String },
+    #[error("out of host memory: {what} needs {bytes} bytes")]
+    HostOutOfMemory { what: String, bytes: u64 },
     #[error("the GPU device was lost ({reason}); rebuild the GpuContext and reload the model")]
     DeviceLost { reason: String },
     #[error("{name}: {reason}")]

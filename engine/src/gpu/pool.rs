@@ -2,10 +2,10 @@
 //! [`Arena`]; when the arena is dropped (after the results are read back) they return to the
 //! device's pool, and the next forward of a similar shape allocates nothing.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::{GpuContext, GpuError};
+use super::{CommandStream, GpuContext, GpuError};
 
 /// Pooled buffers beyond this many bytes are freed, the largest first.
 const MAX_POOLED_BYTES: u64 = 1 << 30;
@@ -14,6 +14,9 @@ const MAX_POOLED_BYTES: u64 = 1 << 30;
 #[derive(Default)]
 pub(crate) struct BufferPool {
     free: Mutex<Vec<wgpu::Buffer>>,
+    /// How many times the pool has been released: an arena alive across a release (a forward
+    /// that ran out of memory) frees its buffers instead of pooling them.
+    releases: AtomicU64,
 }
 
 impl BufferPool {
@@ -48,6 +51,7 @@ impl BufferPool {
     }
 
     pub(crate) fn clear(&self) {
+        self.releases.fetch_add(1, Ordering::Relaxed);
         self.free.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
@@ -57,11 +61,12 @@ impl BufferPool {
 pub struct Arena<'a> {
     ctx: &'a GpuContext,
     taken: Mutex<Vec<wgpu::Buffer>>,
+    releases_at_start: u64,
 }
 
 impl<'a> Arena<'a> {
     pub fn new(ctx: &'a GpuContext) -> Self {
-        Arena { ctx, taken: Mutex::new(Vec::new()) }
+        Arena { ctx, taken: Mutex::new(Vec::new()), releases_at_start: ctx.pool.releases.load(Ordering::Relaxed) }
     }
 
     fn keep(&self, buffer: &wgpu::Buffer) {
@@ -82,21 +87,17 @@ impl<'a> Arena<'a> {
         Ok(buffer)
     }
 
-    /// An activation buffer whose first values are `values`.
-    pub fn activation_from(&self, label: &str, values: &[f32]) -> Result<wgpu::Buffer, GpuError> {
+    /// An activation buffer whose first values are `values`, uploaded at the start of `s`.
+    pub fn activation_from(&self, s: &mut CommandStream, label: &str, values: &[f32]) -> Result<wgpu::Buffer, GpuError> {
         let buffer = self.activation(label, values.len())?;
-        if !values.is_empty() {
-            self.ctx.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(values));
-        }
+        s.upload(&buffer, bytemuck::cast_slice(values))?;
         Ok(buffer)
     }
 
     /// A buffer whose first values are the u32 `values` (lengths, indices).
-    pub fn u32_buffer(&self, label: &str, values: &[u32]) -> Result<wgpu::Buffer, GpuError> {
+    pub fn u32_buffer(&self, s: &mut CommandStream, label: &str, values: &[u32]) -> Result<wgpu::Buffer, GpuError> {
         let buffer = self.activation(label, values.len())?;
-        if !values.is_empty() {
-            self.ctx.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(values));
-        }
+        s.upload(&buffer, bytemuck::cast_slice(values))?;
         Ok(buffer)
     }
 }
@@ -104,6 +105,8 @@ impl<'a> Arena<'a> {
 impl Drop for Arena<'_> {
     fn drop(&mut self) {
         let taken = std::mem::take(self.taken.get_mut().unwrap_or_else(|p| p.into_inner()));
-        self.ctx.pool.give_back(taken);
+        if self.ctx.pool.releases.load(Ordering::Relaxed) == self.releases_at_start {
+            self.ctx.pool.give_back(taken);
+        }
     }
 }

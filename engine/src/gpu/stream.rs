@@ -111,6 +111,19 @@ impl<'a> CommandStream<'a> {
         ));
     }
 
+    /// Queues `bytes` to be written to the start of `dst` before the first dispatch. The data
+    /// goes through a staging buffer of its own rather than `queue.write_buffer`, whose
+    /// internal staging buffer loses the device when memory runs out; this one fails cleanly.
+    pub fn upload(&mut self, dst: &wgpu::Buffer, bytes: &[u8]) -> Result<(), GpuError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let staging = self.ctx.staging_with(bytes)?;
+        let size = staging.size();
+        self.copies.push((0, Copy { src: staging, src_offset: 0, dst: dst.clone(), dst_offset: 0, size }));
+        Ok(())
+    }
+
     /// Encodes the copies queued before dispatch `i`.
     fn encode_copies_before(&self, encoder: &mut wgpu::CommandEncoder, i: usize) {
         for (_, c) in self.copies.iter().filter(|(at, _)| *at == i) {
