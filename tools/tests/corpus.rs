@@ -164,3 +164,33 @@ fn the_in_memory_wav_decoder_agrees_with_the_file_decoder() {
         }
     }
 }
+
+/// A ten-minute file (made here: 19 MB is too much for the repository) decodes whole and the
+/// model plans to run it in one piece within this device's binding limit, chunking the conv
+/// extractor. The forward itself takes ten minutes on lavapipe and is the opt-in test in
+/// `kernels-tests/tests/long_audio.rs`.
+#[test]
+fn a_ten_minute_file_decodes_and_fits_the_device() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("ten-minutes.wav");
+    let spec = hound::WavSpec { channels: 2, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    let samples = 16_000 * 600;
+    for i in 0..samples {
+        let v = (8000.0 * (i as f32 * 0.0625).sin()) as i16;
+        w.write_sample(v).unwrap();
+        w.write_sample(v / 2).unwrap();
+    }
+    w.finalize().unwrap();
+
+    let ctx = std::sync::Arc::new(GpuContext::new(&AdapterChoice::from_env()).unwrap());
+    let ckpt = Checkpoint::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels-tests/fixtures/tiny-default.pt")).unwrap();
+    let model = LightHubert::load(ctx, &ckpt).unwrap();
+    let (info, wave) = audio::read_16k(&path, &mut To16k::new(), 400).unwrap();
+    assert_eq!((info.rate, info.channels, wave.len()), (16_000, 2, samples));
+    assert!((wave[1000] - 0.75 * 8000.0 / 32768.0 * (1000f32 * 0.0625).sin()).abs() < 1e-4, "channels are averaged");
+    let subnet = model.supernet().preset(&lighthubert::Preset::Default);
+    let conv0_bytes = ((samples - 10) / 5 + 1) as u64 * model.supernet().dims.conv_layers[0].channels as u64 * 4;
+    assert!(conv0_bytes > model.activation_limit(), "ten minutes must need chunking on this device");
+    assert!(model.fits(&subnet, 1, wave.len()), "ten minutes must run as one utterance");
+}
