@@ -7,7 +7,6 @@
 
 mod cases;
 mod dense;
-mod flops;
 mod pytorch;
 mod report;
 mod stats;
@@ -178,7 +177,7 @@ fn latency(args: &Args, model: &LightHubert, subnets: &[NamedSubnet], rep: &mut 
             let base = json!({
                 "subnet": s.name, "subnet_config": serde_json::from_str::<Value>(&s.subnet.to_json())?,
                 "seconds": seconds, "params": model.supernet().parameter_count(&s.subnet),
-                "gflop": flops::forward_flops(&dims, &s.subnet, n) / 1e9,
+                "gflop": lighthubert::supernet::forward_flops(&dims, &s.subnet, n) / 1e9,
             });
             if !model.fits(&s.subnet, 1, n) {
                 let reason = format!(
@@ -376,7 +375,7 @@ fn sweep(args: &Args, model: &LightHubert, full: bool, rep: &mut Report) -> Res<
     let mut refs: Vec<&mut dyn FnMut() -> lighthubert::Result<()>> = runners.iter_mut().map(|b| b.as_mut() as &mut dyn FnMut() -> _).collect();
     let timed = stats::time_interleaved(args.warmup, args.runs, &mut refs)?;
     for (s, st) in named.iter().zip(timed) {
-        let gflop = flops::forward_flops(&dims, &s.subnet, n) / 1e9;
+        let gflop = lighthubert::supernet::forward_flops(&dims, &s.subnet, n) / 1e9;
         let layers = s.subnet.layers();
         let mh = layers.iter().map(|l| l.heads as f64).sum::<f64>() / layers.len() as f64;
         let mf = layers.iter().map(|l| l.ffn as f64).sum::<f64>() / layers.len() as f64;

@@ -4,7 +4,7 @@
 //! The folders follow the data: [`checkpoint`] reads the released `.pt` files,
 //! [`supernet`] knows the search spaces and validates subnets, [`gpu`] owns the device,
 //! pipelines and command streams, [`kernels`] wraps each WGSL kernel, and [`model`] is the
-//! forward pass.
+//! forward pass; [`search`] finds the subnet that fits a latency budget on this device.
 
 pub mod checkpoint;
 pub mod error;
@@ -12,6 +12,7 @@ pub mod extract;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+pub mod search;
 pub mod supernet;
 
 pub use error::{Error, Result};

@@ -499,7 +499,7 @@ impl LightHubert {
             None
         };
         for (n, choice) in layers.iter().enumerate() {
-            s.scope(format!("layer {}", n + 1));
+            s.scope(format!("layer {} attention", n + 1));
             let layer = &self.layers[choice.layer];
             let a = choice.heads as u32 * HEAD_DIM;
             let f = choice.ffn as u32;
@@ -511,6 +511,7 @@ impl LightHubert {
             linear(s, LinearInput::dense(&heads_out, rows, a), layer.out.prefix(), e, Activation::None, &attn_proj);
             layer_norm(s, &hidden, Some(&attn_proj), layer.attn_norm.affine(), rows, e, false, &after_attn);
 
+            s.scope(format!("layer {} ffn", n + 1));
             let units = ffn_units(d, subnet.embed_dim, choice.ffn);
             let fc1 = layer.fc1.slice(units, IndexMap::PREFIX);
             let fc2 = layer.fc2.slice(IndexMap::PREFIX, units);

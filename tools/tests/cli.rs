@@ -609,7 +609,7 @@ fn profile_prints_a_kernel_table_and_writes_a_chrome_trace() {
     let events = json["traceEvents"].as_array().expect("traceEvents");
     assert!(events.len() > 50, "one event per dispatch");
     assert!(events.iter().all(|e| e["ph"] == "X" && e["dur"].as_f64().is_some_and(|d| d >= 0.0)));
-    assert!(events.iter().any(|e| e["args"]["stage"] == "layer 1"));
+    assert!(events.iter().any(|e| e["args"]["stage"] == "layer 1 attention"));
 
     // An existing trace is kept unless --force.
     let o = lighthubert(&[&"profile", &"--seconds", &"0.5", &"--runs", &"1", &"--trace", &trace]);

@@ -1,11 +1,13 @@
 //! Search spaces and subnets of the LightHuBERT supernet: which subnets exist, which one a
 //! preset or a JSON file names, whether it fits the checkpoint, and what it costs.
 
+mod flops;
 mod params;
 mod space;
 mod subnet;
 
-pub use params::parameter_count;
+pub use flops::{forward_flops, layer_flops};
+pub use params::{layer_parameters, parameter_count};
 pub use space::SearchSpace;
 pub use subnet::{ffn_width, kept_layers, LayerChoice, Preset, Subnet};
 

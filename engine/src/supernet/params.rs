@@ -29,11 +29,15 @@ pub fn parameter_count(dims: &SupernetDims, subnet: &Subnet) -> u64 {
     total += e * e * dims.pos_conv_kernel as u64 / dims.pos_conv_groups as u64 + e;
     total += 2 * e; // encoder layer_norm
     for l in subnet.layers() {
-        let a = 64 * l.heads as u64;
-        let f = l.ffn as u64;
-        total += 3 * (a * e + a) + (e * a + e); // q, k, v, out_proj
-        total += 4 * e; // two LayerNorms
-        total += (f * e + f) + (e * f + e); // fc1, fc2
+        total += layer_parameters(subnet.embed_dim, l.heads, l.ffn);
     }
     total
+}
+
+/// Parameters of one encoder layer of a subnet `embed` wide.
+pub fn layer_parameters(embed: usize, heads: usize, ffn: usize) -> u64 {
+    let (e, a, f) = (embed as u64, 64 * heads as u64, ffn as u64);
+    3 * (a * e + a) + (e * a + e) // q, k, v, out_proj
+        + 4 * e // two LayerNorms
+        + (f * e + f) + (e * f + e) // fc1, fc2
 }
