@@ -69,6 +69,79 @@ pub enum Command {
     /// Time every GPU dispatch of one forward pass: a table per kernel (calls, time, share,
     /// GFLOP/s, GB/s) and a Chrome trace that Perfetto opens.
     Profile(ProfileArgs),
+    /// Find the subnet with the most parameters (or FLOPs) whose latency on this GPU, for S
+    /// seconds of audio, stays within a budget. Prints the subnet as JSON on stdout (use it
+    /// with `extract --subnet FILE`) and the Pareto front, predicted against measured, on
+    /// stderr, and draws the front as a PNG.
+    ///
+    /// The first search on a device measures its latency table (per-kernel timings of every
+    /// layer shape; seconds to minutes) and saves it; later searches reuse it.
+    Search(SearchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// LightHuBERT checkpoint (.pt); without it, the bundled demo checkpoint (random weights).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// The latency budget for one forward pass, in milliseconds.
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub budget_ms: f64,
+
+    /// Seconds of audio the budget is for (attention grows with the square of the length).
+    #[arg(long, value_name = "S", default_value_t = 4.0, allow_negative_numbers = true)]
+    pub audio_seconds: f64,
+
+    /// What to maximise within the budget.
+    #[arg(long, value_enum, default_value = "params")]
+    pub objective: ObjectiveArg,
+
+    /// How the weight matrices are stored on the GPU (latency depends on it).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub weights: Weights,
+
+    /// Arithmetic of the GPU kernels' matrix products.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub math: Math,
+
+    /// The device's latency table: read from here if it exists and matches this device,
+    /// else measured and written here. Default: a file per device and setting under
+    /// $XDG_CACHE_HOME/lighthubert/latency (or ~/.cache/...).
+    #[arg(long, value_name = "FILE.json")]
+    pub table: Option<PathBuf>,
+
+    /// Measure the latency table again even if a saved one matches.
+    #[arg(long)]
+    pub remeasure: bool,
+
+    /// Timed runs per measurement (the median counts; the table keeps each part's fastest).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub runs: usize,
+
+    /// How far under the budget the chosen subnet must run when measured (a fraction), so
+    /// that the next run still meets it.
+    #[arg(long, value_name = "F", default_value_t = 0.05)]
+    pub margin: f64,
+
+    /// Pareto-front subnets to run end to end besides the chosen one, to show how far the
+    /// prediction is from the measurement.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub check: usize,
+
+    /// Draw the Pareto front here (PNG). Default: beside the latency table.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+
+    /// Overwrite an existing --plot file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ObjectiveArg {
+    Params,
+    Flops,
 }
 
 #[derive(Debug, Args)]

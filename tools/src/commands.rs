@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Some(Command::Info { file }) => info(&file),
         Some(Command::Subnet(args)) => subnet(args),
         Some(Command::Profile(args)) => crate::profile::profile(args),
+        Some(Command::Search(args)) => crate::search::search(args),
     }
 }
 

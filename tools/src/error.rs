@@ -54,6 +54,10 @@ pub enum CliError {
     #[error("GPU: {0}")]
     Gpu(#[from] lighthubert::gpu::GpuError),
 
+    /// A search that cannot be done as asked (a budget, a latency table).
+    #[error("{0}")]
+    Search(#[from] lighthubert::search::SearchError),
+
     /// A command line that parses but asks for something impossible.
     #[error("{0}")]
     Usage(String),

@@ -4,7 +4,8 @@
 //! [`audio`] reads WAV/FLAC/Ogg Vorbis/MP3 into mono, [`resample`] brings it to 16 kHz,
 //! [`output`] plans and atomically writes `.npy` ([`npy`]) and `.safetensors` files, and
 //! [`commands`] runs `extract`, `info`, `subnet` and the bundled demo ([`bundled`]), and
-//! [`profile`] times every dispatch of a forward pass.
+//! [`profile`] times every dispatch of a forward pass, [`search`] finds the subnet that fits
+//! a latency budget on this device and [`plot`] draws its charts.
 
 pub mod audio;
 pub mod bundled;
@@ -13,7 +14,9 @@ pub mod commands;
 pub mod error;
 pub mod npy;
 pub mod output;
+pub mod plot;
 pub mod profile;
 pub mod resample;
+pub mod search;
 
 pub use error::CliError;

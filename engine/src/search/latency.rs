@@ -362,8 +362,9 @@ pub fn probe_audio(seconds: f64) -> Vec<f32> {
 }
 
 /// Median wall-clock milliseconds of `runs` forward passes of `subnet` on `wave`, results read
-/// back, after one warm-up pass.
+/// back, after two warm-up passes (the first of a new shape fills the buffer pool).
 pub fn measure_ms(model: &LightHubert, subnet: &Subnet, wave: &[f32], runs: usize) -> Result<f64> {
+    model.forward(subnet, wave, false)?;
     model.forward(subnet, wave, false)?;
     let mut times = Vec::with_capacity(runs.max(1));
     for _ in 0..runs.max(1) {

@@ -47,31 +47,69 @@ pub struct SearchResult {
 /// The best subnet for `objective` whose latency on `model`'s device, measured end to end
 /// (median of `runs`) for the table's audio length, is within `budget_ms`. The prediction
 /// picks the subnet; the run decides, and must come in `margin` (a fraction) under the budget
-/// so that the next run on a noisy machine still meets it. After a miss the budget given to
-/// the model shrinks by the miss, up to five tries.
+/// so that the next run on a noisy machine still meets it.
+///
+/// The budget given to the model is the search variable: after a miss it shrinks by the miss
+/// (3 to 15% a step); once one subnet has passed, it bisects between the largest passing and
+/// the smallest failing budget, so a single slow run does not leave the result far below what
+/// the device can do. At most [`MAX_RUNS`] subnets run.
 pub fn search(model: &LightHubert, table: &LatencyTable, objective: Objective, budget_ms: f64, margin: f64, runs: usize) -> Result<SearchResult> {
     check_budget(budget_ms)?;
     let limit_ms = budget_ms * (1.0 - margin.clamp(0.0, 0.5));
     let wave = probe_audio(table.audio_seconds);
-    let mut target = limit_ms;
+    let sn = model.supernet();
     let mut tries: Vec<(Candidate, f64)> = Vec::new();
-    for _ in 0..5 {
-        let candidate = match best_under(table, model.supernet(), objective, target) {
+    let mut passed: Option<(Candidate, f64, f64)> = None; // candidate, measured, target
+    let mut failed_target: Option<f64> = None;
+    let mut target = limit_ms;
+    for _ in 0..24 {
+        let candidate = match best_under(table, sn, objective, target) {
             Ok(c) => c,
-            // Tightened below the fastest subnet: the original budget was not met by running.
-            Err(SearchError::BudgetTooSmall { .. }) if !tries.is_empty() => break,
+            // Tightened below what the model thinks fastest: the fastest is the last resort.
+            Err(SearchError::BudgetTooSmall { .. }) if !tries.is_empty() => match optimize::fastest(table, sn) {
+                Some(c) if !tries.iter().any(|(t, _)| t.subnet == c.subnet) => c,
+                _ => break,
+            },
             Err(e) => return Err(e.into()),
         };
-        let measured = measure_ms(model, &candidate.subnet, &wave, runs)?;
-        tries.push((candidate.clone(), measured));
+        // A subnet already run keeps its measurement: bisection moves on without rerunning.
+        let measured = match tries.iter().find(|(t, _)| t.subnet == candidate.subnet) {
+            Some(&(_, ms)) => ms,
+            None if tries.len() >= MAX_RUNS => break,
+            None => {
+                let ms = measure_ms(model, &candidate.subnet, &wave, runs)?;
+                tries.push((candidate.clone(), ms));
+                ms
+            }
+        };
         if measured <= limit_ms {
-            return Ok(SearchResult { best: candidate, measured_ms: measured, tries });
+            if passed.as_ref().is_none_or(|(p, _, _)| candidate.value(objective) > p.value(objective)) {
+                passed = Some((candidate, measured, target));
+            }
+            match failed_target {
+                Some(hi) if hi - target > 0.01 * limit_ms => target = 0.5 * (target + hi),
+                _ => break,
+            }
+        } else {
+            failed_target = Some(failed_target.map_or(target, |f| f.min(target)));
+            target = match &passed {
+                Some((_, _, lo)) => 0.5 * (lo + target),
+                None => target.min(candidate.predicted_ms) * (limit_ms / measured).clamp(0.85, 0.97),
+            };
+            if passed.as_ref().is_some_and(|(_, _, lo)| failed_target.unwrap_or(target) - lo <= 0.01 * limit_ms) {
+                break;
+            }
         }
-        target *= limit_ms / measured * 0.98;
+    }
+    if let Some((best, measured_ms, _)) = passed {
+        return Ok(SearchResult { best, measured_ms, tries });
     }
     let (last, measured) = tries.last().cloned().expect("at least one try ran");
     Err(SearchError::NotMetWhenRun { budget_ms, predicted_ms: last.predicted_ms, measured_ms: measured }.into())
 }
+
+/// Subnets [`search`] runs at most.
+pub const MAX_RUNS: usize = 8;
 
 pub(crate) fn check_budget(budget_ms: f64) -> Result<(), SearchError> {
     if budget_ms.is_finite() && budget_ms > 0.0 {

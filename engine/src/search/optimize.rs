@@ -162,7 +162,7 @@ pub fn best_under(table: &LatencyTable, sn: &Supernet, objective: Objective, bud
 
 /// The subnet the table predicts fastest: for each width, the shallowest depth with its
 /// cheapest layer choice everywhere.
-fn fastest(table: &LatencyTable, sn: &Supernet) -> Option<Candidate> {
+pub(crate) fn fastest(table: &LatencyTable, sn: &Supernet) -> Option<Candidate> {
     uniform_extremes(table, sn, |a, b| a < b)
 }
 
