@@ -272,6 +272,7 @@ impl LightHubert {
             k.weight_precision().is_none_or(|p| p == weights)
                 && k.subgroup_size().is_none_or(|n| ctx.subgroup_size == Some(n))
                 && (!k.uses_f16() || math == Arithmetic::F16)
+                && !k.draws_pictures()
         }));
 
         Ok(LightHubert {

@@ -25,6 +25,7 @@ pub mod sources {
     pub const POS_CONV_TILED: &str = include_str!("../../../shaders/pos_conv_tiled.wgsl");
     pub const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
     pub const ATTENTION_SUBGROUP: &str = include_str!("../../../shaders/attention_subgroup.wgsl");
+    pub const PICTURE: &str = include_str!("../../../shaders/picture.wgsl");
 }
 
 /// Every compute entry point the engine dispatches; kernels that read weight matrices come
@@ -45,6 +46,9 @@ pub enum Kernel {
     PosConvTiled(WeightPrecision),
     Attention,
     AttentionSubgroup,
+    /// Pictures for the demo: hidden states as a heatmap, audio as a waveform.
+    Heatmap,
+    Waveform,
 }
 
 /// A shader file and the preludes it is composed with.
@@ -123,10 +127,11 @@ pub const SHADER_FILES: &[ShaderFile] = &[
     file("pos_conv_tiled.wgsl", "f16 weights", sources::POS_CONV_TILED, GELU_F16),
     file("attention.wgsl", "", sources::ATTENTION, &[]),
     file("attention_subgroup.wgsl", "", sources::ATTENTION_SUBGROUP, &[sources::ATTENTION]),
+    file("picture.wgsl", "", sources::PICTURE, &[]),
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 22] = [
+    pub const ALL: [Kernel; 24] = [
         Kernel::Gelu,
         Kernel::Linear(WeightPrecision::F32),
         Kernel::Linear(WeightPrecision::F16),
@@ -149,6 +154,8 @@ impl Kernel {
         Kernel::PosConvTiled(WeightPrecision::F16),
         Kernel::Attention,
         Kernel::AttentionSubgroup,
+        Kernel::Heatmap,
+        Kernel::Waveform,
     ];
 
     pub fn file(self) -> &'static ShaderFile {
@@ -172,6 +179,7 @@ impl Kernel {
             Kernel::PosConvTiled(p) => ("pos_conv_tiled.wgsl", Some(p)),
             Kernel::Attention => ("attention.wgsl", None),
             Kernel::AttentionSubgroup => ("attention_subgroup.wgsl", None),
+            Kernel::Heatmap | Kernel::Waveform => ("picture.wgsl", None),
         };
         let variant = match precision {
             None => "",
@@ -192,6 +200,11 @@ impl Kernel {
             | Kernel::PosConvTiled(p) => Some(p),
             _ => None,
         }
+    }
+
+    /// Whether this kernel draws pictures (the demo's) rather than computing the model.
+    pub fn draws_pictures(self) -> bool {
+        matches!(self, Kernel::Heatmap | Kernel::Waveform)
     }
 
     /// Whether this kernel uses f16 arithmetic (needs SHADER_F16).
@@ -223,6 +236,8 @@ impl Kernel {
             Kernel::PosConvTiled(_) => "pos_conv_tiled",
             Kernel::Attention => "attention",
             Kernel::AttentionSubgroup => "attention_subgroup",
+            Kernel::Heatmap => "heatmap",
+            Kernel::Waveform => "waveform",
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod linear;
 pub mod norm;
+pub mod picture;
 pub mod pointwise;
 pub mod pos_conv;
 
