@@ -99,7 +99,7 @@ fn resolve_layers(spec: &str, subnet: &Subnet) -> Result<(LayerSelection, Vec<us
     Ok((selection, indices))
 }
 
-pub(crate) fn open_gpu() -> Result<Arc<GpuContext>, CliError> {
+pub fn open_gpu() -> Result<Arc<GpuContext>, CliError> {
     Ok(Arc::new(GpuContext::new(&AdapterChoice::from_env())?))
 }
 

@@ -5,12 +5,14 @@
 //! [`output`] plans and atomically writes `.npy` ([`npy`]) and `.safetensors` files, and
 //! [`commands`] runs `extract`, `info`, `subnet` and the bundled demo ([`bundled`]), and
 //! [`profile`] times every dispatch of a forward pass, [`search`] finds the subnet that fits
-//! a latency budget on this device and [`plot`] draws its charts.
+//! a latency budget on this device and [`plot`] draws its charts; [`demo`] is the
+//! `lighthubert-demo` program.
 
 pub mod audio;
 pub mod bundled;
 pub mod cli;
 pub mod commands;
+pub mod demo;
 pub mod error;
 pub mod npy;
 pub mod output;
