@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use lighthubert::kernels::picture::{render, Picture};
 use lighthubert::model::min_samples;
-use lighthubert::search::measure_ms;
 use lighthubert::{LightHubert, Subnet};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
@@ -38,7 +37,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "N")]
     pub layer: Option<usize>,
 
-    /// Timed runs per subnet (the median counts).
+    /// Timed rounds: each runs every subnet once, and each subnet's median counts.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub runs: usize,
 
@@ -96,10 +95,26 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     let mut runs = Vec::new();
     for name in args.subnets.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let subnet = resolve_subnet(model.supernet(), name)?;
-        let ms = measure_ms(&model, &subnet, &wave, args.runs).map_err(run_err)?;
         let params = model.supernet().parameter_count(&subnet);
-        println!("subnet     {name:<10} embed {:>4}, {:>2} layers, {:>6.2} M params: {ms:>8.2} ms", subnet.embed_dim, subnet.layer_num, params as f64 / 1e6);
-        runs.push(Run { name: name.to_string(), subnet, params, ms });
+        runs.push(Run { name: name.to_string(), subnet, params, ms: 0.0 });
+    }
+    // Round-robin timing, one forward of each subnet per round, so that a slow spell of the
+    // machine lands on every subnet alike instead of on whichever ran during it.
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    // Two warm-up rounds: the first forward of a new shape fills the buffer pool.
+    for round in 0..args.runs.max(1) + 2 {
+        for (r, t) in runs.iter().zip(&mut times) {
+            let start = std::time::Instant::now();
+            model.forward(&r.subnet, &wave, false).map_err(run_err)?;
+            if round >= 2 {
+                t.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    for (r, t) in runs.iter_mut().zip(&mut times) {
+        t.sort_by(|a, b| a.total_cmp(b));
+        r.ms = t[t.len() / 2];
+        println!("subnet     {:<10} embed {:>4}, {:>2} layers, {:>6.2} M params: {:>8.2} ms", r.name, r.subnet.embed_dim, r.subnet.layer_num, r.params as f64 / 1e6, r.ms);
     }
     if runs.is_empty() {
         return Err(CliError::Usage("--subnets: name at least one subnet".into()));

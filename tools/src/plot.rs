@@ -136,6 +136,8 @@ impl Canvas {
         let mut enc = png::Encoder::new(&mut out, self.width, self.height);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::Best);
+        enc.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
         let mut w = enc.write_header().map_err(|e| e.to_string())?;
         w.write_image_data(&self.rgb).map_err(|e| e.to_string())?;
         w.finish().map_err(|e| e.to_string())?;
