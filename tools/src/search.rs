@@ -106,7 +106,12 @@ pub fn search(args: SearchArgs) -> Result<(), CliError> {
 /// The saved table if it matches this device and setting; else a new measurement, saved.
 fn obtain_table(model: &LightHubert, key: &TableKey, path: Option<&Path>, given: bool, args: &SearchArgs) -> lighthubert::Result<LatencyTable> {
     if let Some(path) = path.filter(|p| p.exists() && !args.remeasure) {
-        let table = LatencyTable::load(path)?;
+        let table = match LatencyTable::load(path) {
+            Ok(t) => t,
+            Err(e) if given => return Err(e.into()),
+            // Our own cache file, damaged: measure again and replace it.
+            Err(_) => return measure_and_save(model, Some(path), args),
+        };
         match table.check_key(key) {
             Ok(()) => {
                 eprintln!("latency    table from {} (measured in {:.1} s; --remeasure to redo)", path.display(), table.measure_seconds);
@@ -119,6 +124,10 @@ fn obtain_table(model: &LightHubert, key: &TableKey, path: Option<&Path>, given:
             Err(_) => {}
         }
     }
+    measure_and_save(model, path, args)
+}
+
+fn measure_and_save(model: &LightHubert, path: Option<&Path>, args: &SearchArgs) -> lighthubert::Result<LatencyTable> {
     eprintln!("latency    measuring this device for {} of audio (once; saved for later searches)...", seconds(args.audio_seconds));
     let table = LatencyTable::measure(model, args.audio_seconds, args.runs)?;
     eprintln!("latency    measured in {:.1} s", table.measure_seconds);

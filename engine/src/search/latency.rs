@@ -99,9 +99,10 @@ pub struct LatencyTable {
 
 impl LatencyTable {
     /// Measures the table on `model`'s device for `audio_seconds` of audio. Per embedding
-    /// width, `runs` profiled forwards of a 12-layer subnet whose layers cycle through every
-    /// (heads, FFN width) pair give each layer half several samples, of which the fastest
-    /// counts; three subnets per width, run end to end (median of `runs`), calibrate the sum.
+    /// width, `runs` profiled forwards of a deepest-depth subnet whose layers cycle through
+    /// every head count and FFN width give each layer half several samples, of which the
+    /// fastest counts; three subnets per width, run end to end (median of `runs`), calibrate
+    /// the sum.
     pub fn measure(model: &LightHubert, audio_seconds: f64, runs: usize) -> Result<Self> {
         check_seconds(model, audio_seconds)?;
         let start = Instant::now();
@@ -114,28 +115,30 @@ impl LatencyTable {
         let mut profiled_points = Vec::new();
         let mut extractor = Vec::new();
         for &e in &space.embed_dim {
-            let design = design_subnet(sn, e);
-            measure_ms(model, &design, &wave, 1)?; // warm-up: pool, caches
+            let designs = design_subnets(sn, e);
             let mut fixed = Vec::new();
             let mut attention: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
             let mut ffn: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-            for _ in 0..runs {
-                let profile = model.profile(&design, &wave, false)?;
-                let mut per_stage: BTreeMap<String, f64> = BTreeMap::new();
-                for t in &profile.timings {
-                    *per_stage.entry(t.label.clone()).or_default() += t.duration_ns / 1e6;
-                }
-                let (mut outside, mut conv) = (0.0, 0.0);
-                for (label, ms) in per_stage {
-                    match parse_layer_stage(&label) {
-                        Some((n, true)) => attention.entry(design.heads_num[n]).or_default().push(ms),
-                        Some((n, false)) => ffn.entry(design.ffn_embed[n]).or_default().push(ms),
-                        None if label.starts_with("conv") => conv += ms,
-                        None => outside += ms,
+            for design in &designs {
+                measure_ms(model, design, &wave, 1)?; // warm-up: pool, caches
+                for _ in 0..runs {
+                    let profile = model.profile(design, &wave, false)?;
+                    let mut per_stage: BTreeMap<String, f64> = BTreeMap::new();
+                    for t in &profile.timings {
+                        *per_stage.entry(t.label.clone()).or_default() += t.duration_ns / 1e6;
                     }
+                    let (mut outside, mut conv) = (0.0, 0.0);
+                    for (label, ms) in per_stage {
+                        match parse_layer_stage(&label) {
+                            Some((n, true)) => attention.entry(design.heads_num[n]).or_default().push(ms),
+                            Some((n, false)) => ffn.entry(design.ffn_embed[n]).or_default().push(ms),
+                            None if label.starts_with("conv") => conv += ms,
+                            None => outside += ms,
+                        }
+                    }
+                    fixed.push(outside);
+                    extractor.push(conv);
                 }
-                fixed.push(outside);
-                extractor.push(conv);
             }
             // The fastest sample of each part: interference from other work on the machine
             // only ever adds time, and it would add it to one part and not the next.
@@ -146,9 +149,7 @@ impl LatencyTable {
                 ffn_ms: ffn.into_iter().map(|(f, v)| (f, fastest(&v))).collect(),
             };
             embeds.push(costs);
-            for subnet in calibration_subnets(sn, e, design) {
-                profiled_points.push(subnet);
-            }
+            profiled_points.extend(calibration_subnets(sn, e, designs.into_iter().next()));
         }
         let mut table = LatencyTable {
             key,
@@ -256,27 +257,31 @@ impl LatencyTable {
     }
 }
 
-/// A 12-layer subnet of width `e` whose layers cycle through every (heads, FFN width) pair.
-fn design_subnet(sn: &Supernet, e: usize) -> Subnet {
+/// Subnets of width `e` at the deepest depth whose layers between them take every head count
+/// and every FFN width (attention and FFN are timed apart, so each choice needs a layer, not
+/// each pair): usually one subnet.
+fn design_subnets(sn: &Supernet, e: usize) -> Vec<Subnet> {
     let space = &sn.space;
-    let depth = *space.layer_num.iter().max().unwrap_or(&sn.dims.layers);
-    let mut s = Subnet::uniform(e, space.heads_num[0], ffn_width(space.ffn_ratio[0], e), depth);
-    let pairs: Vec<(usize, usize)> = space
-        .heads_num
-        .iter()
-        .flat_map(|&h| space.ffn_ratio.iter().map(move |&r| (h, ffn_width(r, e))))
-        .collect();
-    for i in 0..depth {
-        let (h, f) = pairs[i % pairs.len()];
-        s.heads_num[i] = h;
-        s.atten_dim[i] = 64 * h;
-        s.ffn_embed[i] = f;
-    }
-    s
+    let depth = (*space.layer_num.iter().max().unwrap_or(&sn.dims.layers)).max(1);
+    let widths: Vec<usize> = space.ffn_ratio.iter().map(|&r| ffn_width(r, e)).collect();
+    let needed = space.heads_num.len().max(widths.len()).div_ceil(depth).max(1);
+    (0..needed)
+        .map(|k| {
+            let mut s = Subnet::uniform(e, space.heads_num[0], widths[0], depth);
+            for i in 0..depth {
+                let at = k * depth + i;
+                let h = space.heads_num[at % space.heads_num.len()];
+                s.heads_num[i] = h;
+                s.atten_dim[i] = 64 * h;
+                s.ffn_embed[i] = widths[at % widths.len()];
+            }
+            s
+        })
+        .collect()
 }
 
-/// The design subnet and the smallest and largest uniform subnets of width `e`.
-fn calibration_subnets(sn: &Supernet, e: usize, design: Subnet) -> Vec<Subnet> {
+/// The smallest and largest uniform subnets of width `e`, and the first design subnet.
+fn calibration_subnets(sn: &Supernet, e: usize, design: Option<Subnet>) -> Vec<Subnet> {
     let space = &sn.space;
     let min_f = space.ffn_ratio.iter().cloned().fold(f64::INFINITY, f64::min);
     let max_f = space.ffn_ratio.iter().cloned().fold(0.0, f64::max);
@@ -284,11 +289,10 @@ fn calibration_subnets(sn: &Supernet, e: usize, design: Subnet) -> Vec<Subnet> {
     let max_depth = *space.layer_num.iter().max().unwrap_or(&1);
     let min_h = *space.heads_num.iter().min().unwrap_or(&1);
     let max_h = *space.heads_num.iter().max().unwrap_or(&1);
-    vec![
-        Subnet::uniform(e, min_h, ffn_width(min_f, e), min_depth),
-        design,
-        Subnet::uniform(e, max_h, ffn_width(max_f, e), max_depth),
-    ]
+    let mut out = vec![Subnet::uniform(e, min_h, ffn_width(min_f, e), min_depth)];
+    out.extend(design);
+    out.push(Subnet::uniform(e, max_h, ffn_width(max_f, e), max_depth));
+    out
 }
 
 /// `layer N attention` / `layer N ffn` → (N - 1, is_attention).
@@ -336,7 +340,7 @@ fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
-fn samples_for(seconds: f64) -> usize {
+pub(crate) fn samples_for(seconds: f64) -> usize {
     (seconds * 16_000.0).round() as usize
 }
 

@@ -55,6 +55,10 @@ pub struct SearchResult {
 /// the device can do. At most [`MAX_RUNS`] subnets run.
 pub fn search(model: &LightHubert, table: &LatencyTable, objective: Objective, budget_ms: f64, margin: f64, runs: usize) -> Result<SearchResult> {
     check_budget(budget_ms)?;
+    // Verifying on a device the table does not describe would steer by the wrong numbers.
+    table
+        .check_key(&TableKey::for_model(model, table.audio_seconds))
+        .map_err(|reason| SearchError::Table { path: "(given table)".into(), reason })?;
     let limit_ms = budget_ms * (1.0 - margin.clamp(0.0, 0.5));
     let wave = probe_audio(table.audio_seconds);
     let sn = model.supernet();
@@ -70,6 +74,10 @@ pub fn search(model: &LightHubert, table: &LatencyTable, objective: Objective, b
                 Some(c) if !tries.iter().any(|(t, _)| t.subnet == c.subnet) => c,
                 _ => break,
             },
+            // Nothing fits even the first budget: say so with the budget the caller gave.
+            Err(SearchError::BudgetTooSmall { fastest_ms, fastest_embed, fastest_layers, .. }) if tries.is_empty() => {
+                return Err(SearchError::BudgetTooSmall { budget_ms, fastest_ms, fastest_embed, fastest_layers }.into())
+            }
             Err(e) => return Err(e.into()),
         };
         // A subnet already run keeps its measurement: bisection moves on without rerunning.

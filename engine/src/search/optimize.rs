@@ -38,7 +38,7 @@ pub struct Candidate {
 impl Candidate {
     fn new(table: &LatencyTable, sn: &Supernet, subnet: Subnet) -> Option<Self> {
         let predicted_ms = table.predict_ms(&subnet)?;
-        let samples = (table.audio_seconds * 16_000.0).round() as usize;
+        let samples = super::latency::samples_for(table.audio_seconds);
         Some(Candidate {
             params: sn.parameter_count(&subnet),
             flops: forward_flops(&sn.dims, &subnet, samples),
