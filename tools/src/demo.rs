@@ -60,6 +60,10 @@ struct Run {
     ms: f64,
 }
 
+/// The z-scores the heatmap's colours span. Each channel is standardised over time first: a
+/// few channels with large offsets would otherwise hide how every channel moves.
+const HEAT_RANGE: (f32, f32) = (-2.5, 2.5);
+
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 980;
 
@@ -174,7 +178,7 @@ fn draw(path: &Path, force: bool, scene: &Scene) -> Result<(), CliError> {
     let err = |e: String| plot_err(path, e);
     let mut canvas = Canvas::new(WIDTH, HEIGHT);
     let seconds = scene.wave.len() as f64 / TARGET_RATE as f64;
-    let (wave_slot, heat_slot, range) = {
+    let (wave_slot, heat_slot) = {
         let root = canvas.area();
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
         let (title, body) = root.split_vertically(46);
@@ -198,9 +202,8 @@ fn draw(path: &Path, force: bool, scene: &Scene) -> Result<(), CliError> {
         chart.configure_mesh().disable_mesh().label_style((FONT, 12)).x_labels(10).y_labels(3).draw().map_err(|e| err(e.to_string()))?;
         let wave_slot = slot(chart.plotting_area().get_pixel_range());
 
-        // The heatmap of one hidden state, each channel as a z-score over time: a few
-        // channels with large offsets would otherwise hide how every channel moves.
-        let range = (-2.5f32, 2.5f32);
+        // The heatmap of one hidden state, each channel as a z-score over time (see
+        // HEAT_RANGE).
         let mut chart = ChartBuilder::on(&heat_area)
             .caption(
                 format!("hidden state {} of subnet `{}`: {} frames x {} channels, z-score per channel (drawn on the GPU)", scene.layer, scene.runs[0].name, scene.frames, scene.embed),
@@ -224,17 +227,16 @@ fn draw(path: &Path, force: bool, scene: &Scene) -> Result<(), CliError> {
         let heat_slot = slot(chart.plotting_area().get_pixel_range());
 
         scatter(&scatter_area, scene.runs).map_err(err)?;
-        let _ = range;
         kernels(&kernel_area, &scene.kernels, &scene.runs[0].name).map_err(err)?;
         root.present().map_err(|e| err(e.to_string()))?;
-        (wave_slot, heat_slot, range)
+        (wave_slot, heat_slot)
     };
 
     let peak = scene.wave.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
     let wave_px = render(scene.ctx, Picture::Waveform { samples: scene.wave, peak }, (wave_slot.width, wave_slot.height))?;
     blit(&mut canvas, &wave_slot, &wave_px);
     let z = standardize_channels(scene.state, scene.frames, scene.embed);
-    let heat = Picture::Heatmap { values: &z, rows: scene.frames as u32, cols: scene.embed as u32, range };
+    let heat = Picture::Heatmap { values: &z, rows: scene.frames as u32, cols: scene.embed as u32, range: HEAT_RANGE };
     let heat_px = render(scene.ctx, heat, (heat_slot.width, heat_slot.height))?;
     blit(&mut canvas, &heat_slot, &heat_px);
     canvas.save(path, force)

@@ -1,6 +1,6 @@
 //! `lighthubert search`: the subnet that fits a latency budget on this device.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use lighthubert::search::{self, pareto_front, Candidate, LatencyTable, Objective, SearchError, TableKey};
 use lighthubert::LightHubert;
@@ -143,7 +143,7 @@ fn measure_and_save(model: &LightHubert, path: Option<&Path>, args: &SearchArgs)
 
 #[allow(clippy::too_many_arguments)]
 fn draw(
-    path: &PathBuf,
+    path: &Path,
     force: bool,
     front: &[Candidate],
     checked: &[(Candidate, f64)],

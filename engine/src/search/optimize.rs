@@ -132,7 +132,7 @@ pub fn best_under(table: &LatencyTable, sn: &Supernet, objective: Objective, bud
                 k -= 1;
             }
             // Larger layers first: the order does not change latency or size.
-            picks.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+            picks.sort_by_key(|p| std::cmp::Reverse((p.0, p.1)));
             let mut subnet = Subnet::uniform(e, picks[0].0, picks[0].1, depth);
             for (i, &(h, f, _, _)) in picks.iter().enumerate() {
                 subnet.heads_num[i] = h;
@@ -198,10 +198,10 @@ pub fn pareto_front(table: &LatencyTable, sn: &Supernet, objective: Objective, p
     let mut found: Vec<Candidate> = Vec::new();
     for i in 0..n {
         let budget = lo * (hi / lo).powf(i as f64 / (n - 1) as f64);
-        if let Ok(c) = best_under(table, sn, objective, budget) {
-            if !found.iter().any(|f| f.subnet == c.subnet) {
-                found.push(c);
-            }
+        if let Ok(c) = best_under(table, sn, objective, budget)
+            && !found.iter().any(|f| f.subnet == c.subnet)
+        {
+            found.push(c);
         }
     }
     found.sort_by(|a, b| a.predicted_ms.total_cmp(&b.predicted_ms));
