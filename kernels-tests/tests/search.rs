@@ -50,6 +50,8 @@ fn search_meets_its_budget_and_grows_with_it() {
     // best uniform-or-not subnet the prediction allows.
     let front = pareto_front(&table, &sn, Objective::Params, 24);
     assert!(front.len() >= 3, "a front of {} points", front.len());
+    assert!(table.calibration.scale > 0.0 && table.calibration.offset_ms >= 0.0, "{:?}", table.calibration);
+    assert!(front[0].predicted_ms > 0.0, "the fastest subnet is predicted at {} ms", front[0].predicted_ms);
     for w in front.windows(2) {
         assert!(w[1].predicted_ms > w[0].predicted_ms && w[1].params > w[0].params, "the front must rise in both");
     }

@@ -67,8 +67,9 @@ pub struct EmbedCosts {
     pub ffn_ms: BTreeMap<usize, f64>,
 }
 
-/// End-to-end latency as `scale * profiled + offset_ms`: the profiler times each dispatch in
-/// its own pass, which a forward pass (one pass, one submit, a readback) does not pay.
+/// End-to-end latency as `scale * profiled + offset_ms` (scale > 0, offset >= 0): the profiler
+/// times each dispatch in its own pass, which a forward pass (one pass, one submit, a readback)
+/// does not pay.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     pub scale: f64,
@@ -222,7 +223,8 @@ impl LatencyTable {
             finite(c.fixed_ms) && c.attention_ms.values().all(|&v| finite(v)) && c.ffn_ms.values().all(|&v| finite(v))
         }) && table.calibration.scale.is_finite()
             && table.calibration.scale > 0.0
-            && table.calibration.offset_ms.is_finite();
+            && table.calibration.offset_ms.is_finite()
+            && table.calibration.offset_ms >= 0.0;
         if !sane {
             return Err(err("holds a negative or non-finite time".into()));
         }
@@ -307,8 +309,10 @@ fn parse_layer_stage(label: &str) -> Option<(usize, bool)> {
     }
 }
 
-/// Least squares `measured = scale * profiled + offset`; with too few distinct points, a
-/// pure scale.
+/// Least squares `measured = scale * profiled + offset`, kept only where the offset comes out
+/// non-negative (the forward's own fixed costs: a submit, a readback). A negative offset is
+/// noise in a few points, and it would predict nonsense (even negative times) for subnets
+/// smaller than those calibrated; then the fit is a pure scale through the origin.
 fn fit(points: &[CalibrationPoint]) -> Calibration {
     let n = points.len() as f64;
     let (sx, sy) = points.iter().fold((0.0, 0.0), |(a, b), p| (a + p.profiled_ms, b + p.measured_ms));
@@ -317,10 +321,14 @@ fn fit(points: &[CalibrationPoint]) -> Calibration {
     let sxy: f64 = points.iter().map(|p| (p.profiled_ms - mx) * (p.measured_ms - my)).sum();
     if points.len() >= 2 && sxx > 1e-12 && sxy > 0.0 {
         let scale = sxy / sxx;
-        Calibration { scale, offset_ms: my - scale * mx }
-    } else {
-        Calibration { scale: if sx > 0.0 { sy / sx } else { 1.0 }, offset_ms: 0.0 }
+        let offset_ms = my - scale * mx;
+        if offset_ms >= 0.0 {
+            return Calibration { scale, offset_ms };
+        }
     }
+    let sxx0: f64 = points.iter().map(|p| p.profiled_ms * p.profiled_ms).sum();
+    let sxy0: f64 = points.iter().map(|p| p.profiled_ms * p.measured_ms).sum();
+    Calibration { scale: if sxx0 > 0.0 && sxy0 > 0.0 { sxy0 / sxx0 } else { 1.0 }, offset_ms: 0.0 }
 }
 
 fn fastest(v: &[f64]) -> f64 {
@@ -377,4 +385,31 @@ pub fn measure_ms(model: &LightHubert, subnet: &Subnet, wave: &[f32], runs: usiz
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     Ok(median(&mut times))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(profiled_ms: f64, measured_ms: f64) -> CalibrationPoint {
+        CalibrationPoint { subnet: Subnet::uniform(64, 1, 192, 10), profiled_ms, measured_ms }
+    }
+
+    #[test]
+    fn calibration_keeps_a_positive_offset() {
+        let c = fit(&[point(10.0, 25.0), point(20.0, 45.0), point(30.0, 65.0)]);
+        assert!((c.scale - 2.0).abs() < 1e-12 && (c.offset_ms - 5.0).abs() < 1e-9, "{c:?}");
+    }
+
+    /// Noisy points whose line crosses zero above the origin would predict negative times for
+    /// small subnets: the fit falls back to a scale through the origin.
+    #[test]
+    fn calibration_never_predicts_below_zero() {
+        let points = [point(60.0, 60.0), point(70.0, 95.0), point(80.0, 130.0)];
+        let c = fit(&points);
+        assert_eq!(c.offset_ms, 0.0, "{c:?}");
+        let expected = (60.0 * 60.0 + 70.0 * 95.0 + 80.0 * 130.0) / (60.0f64 * 60.0 + 70.0 * 70.0 + 80.0 * 80.0);
+        assert!((c.scale - expected).abs() < 1e-12);
+        assert!(c.scale * 1.0 + c.offset_ms > 0.0);
+    }
 }
