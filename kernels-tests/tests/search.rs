@@ -4,7 +4,7 @@
 
 use kernels_tests::{fixtures_dir, gpu};
 use lighthubert::checkpoint::Checkpoint;
-use lighthubert::search::{self, best_under, measure_ms, pareto_front, probe_audio, LatencyTable, Objective, SearchError, TableKey};
+use lighthubert::search::{self, best_under, measure_interleaved_ms, pareto_front, probe_audio, LatencyTable, Objective, SearchError, TableKey};
 use lighthubert::supernet::parameter_count;
 use lighthubert::{Error, LightHubert, Subnet};
 
@@ -180,20 +180,8 @@ fn bad_budgets_and_lengths_are_clear_errors() {
     assert!(err.to_string().contains("broken.json") && err.to_string().contains("not a latency table"), "{err}");
 }
 
-/// Latencies as the search measures them (median of 5 runs), the lowest of three rounds a
-/// third of a second apart, the subnets interleaved within each round: this shared host has
-/// slow spells (other tenants) that only ever add time, and interleaving puts the subnets
-/// compared through the same spells.
+/// Latencies as the search measures them (median of 5 runs), the lowest of three interleaved
+/// rounds: this shared host has slow spells that only ever add time.
 fn unhurried_ms(model: &LightHubert, subnets: &[&Subnet], seconds: f64) -> Vec<f64> {
-    let wave = probe_audio(seconds);
-    let mut best = vec![f64::INFINITY; subnets.len()];
-    for round in 0..3 {
-        if round > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(330));
-        }
-        for (b, s) in best.iter_mut().zip(subnets) {
-            *b = b.min(measure_ms(model, s, &wave, 5).unwrap());
-        }
-    }
-    best
+    measure_interleaved_ms(model, subnets, &probe_audio(seconds), 5, 3).unwrap()
 }

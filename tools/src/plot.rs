@@ -27,7 +27,8 @@ pub fn plot_err(path: &Path, e: impl std::fmt::Display) -> CliError {
 /// One point of a latency-against-size chart.
 pub struct Point {
     pub ms: f64,
-    pub millions: f64,
+    /// Millions of parameters, or GFLOP: what the chart's y axis says.
+    pub y: f64,
 }
 
 /// Parameters against latency: the predicted Pareto front as a line, and the subnets that
@@ -47,7 +48,7 @@ pub fn pareto_chart(
     for p in all {
         x0 = x0.min(p.ms);
         x1 = x1.max(p.ms);
-        y1 = y1.max(p.millions);
+        y1 = y1.max(p.y);
     }
     if let Some(b) = budget_ms {
         x0 = x0.min(b);
@@ -81,24 +82,24 @@ pub fn pareto_chart(
     }
     if !front.is_empty() {
         chart
-            .draw_series(LineSeries::new(front.iter().map(|p| (p.ms, p.millions)), BLUE.stroke_width(2)))
+            .draw_series(LineSeries::new(front.iter().map(|p| (p.ms, p.y)), BLUE.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label("predicted Pareto front")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE.stroke_width(2)));
         chart
-            .draw_series(front.iter().map(|p| Circle::new((p.ms, p.millions), 2, BLUE.filled())))
+            .draw_series(front.iter().map(|p| Circle::new((p.ms, p.y), 2, BLUE.filled())))
             .map_err(|e| e.to_string())?;
     }
     if !measured.is_empty() {
         chart
-            .draw_series(measured.iter().map(|p| TriangleMarker::new((p.ms, p.millions), 5, GREEN.mix(0.9).filled())))
+            .draw_series(measured.iter().map(|p| TriangleMarker::new((p.ms, p.y), 5, GREEN.mix(0.9).filled())))
             .map_err(|e| e.to_string())?
             .label("run: measured latency")
             .legend(|(x, y)| TriangleMarker::new((x + 8, y), 5, GREEN.filled()));
     }
     if let Some(c) = chosen {
         chart
-            .draw_series([Circle::new((c.ms, c.millions), 8, BLACK.stroke_width(2))])
+            .draw_series([Circle::new((c.ms, c.y), 8, BLACK.stroke_width(2))])
             .map_err(|e| e.to_string())?
             .label("chosen subnet")
             .legend(|(x, y)| Circle::new((x + 8, y), 5, BLACK.stroke_width(2)));

@@ -164,9 +164,9 @@ fn draw(
         area.fill(&plotters::style::WHITE).map_err(|e| plot_err(path, e))?;
         let device = device.split(" (").next().unwrap_or(device);
         let title = format!("{} against latency, {} of audio, {device}", objective_name(objective), seconds(audio_seconds));
-        let front: Vec<Point> = front.iter().map(|c| Point { ms: c.predicted_ms, millions: y(c) }).collect();
-        let measured: Vec<Point> = checked.iter().map(|(c, ms)| Point { ms: *ms, millions: y(c) }).collect();
-        let chosen = Point { ms: best_ms, millions: y(best) };
+        let front: Vec<Point> = front.iter().map(|c| Point { ms: c.predicted_ms, y: y(c) }).collect();
+        let measured: Vec<Point> = checked.iter().map(|(c, ms)| Point { ms: *ms, y: y(c) }).collect();
+        let chosen = Point { ms: best_ms, y: y(best) };
         let y_label = match objective {
             Objective::Params => "parameters, millions",
             Objective::Flops => "GFLOP per forward",

@@ -19,6 +19,8 @@ use tempfile::TempDir;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+mod common;
+
 /// A private XDG_RUNTIME_DIR for the children (Mesa warns on stderr without one).
 fn runtime_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -26,14 +28,7 @@ fn runtime_dir() -> &'static Path {
         if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_dir()) {
             return d;
         }
-        let d = std::env::temp_dir().join(format!("lighthubert-cli-xdg-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-        }
-        d
+        common::runtime_dir_in(&std::env::temp_dir().join(format!("lighthubert-cli-{}", std::process::id())))
     })
 }
 

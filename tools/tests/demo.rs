@@ -6,29 +6,16 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
+mod common;
+use common::{png_rgb, runtime_dir_in};
+
 fn demo(dir: &Path, args: &[&str]) -> Output {
-    let xdg = dir.join("xdg");
-    std::fs::create_dir_all(&xdg).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
+    let xdg = runtime_dir_in(dir);
     Command::new(env!("CARGO_BIN_EXE_lighthubert-demo")).args(args).current_dir(dir).env("XDG_RUNTIME_DIR", &xdg).output().expect("run lighthubert-demo")
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// RGB pixels of a PNG, with its size.
-fn pixels(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
-    let mut reader = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let ch = info.color_type.samples();
-    let px = buf[..info.buffer_size()].chunks(ch).map(|p| [p[0], p[1], p[2]]).collect();
-    (info.width, info.height, px)
 }
 
 #[test]
@@ -40,7 +27,7 @@ fn the_demo_draws_every_panel() {
     assert!(stdout.contains("subnet switches uploaded 0 bytes"), "{stdout}");
     assert_eq!(stdout.matches("\nsubnet ").count(), 6, "{stdout}");
 
-    let (w, h, px) = pixels(&dir.path().join("demo.png"));
+    let (w, h, px) = png_rgb(&dir.path().join("demo.png"));
     assert_eq!((w, h), (1280, 980));
     let at = |x: u32, y: u32| px[(y * w + x) as usize];
     let white = [255u8; 3];

@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lighthubert::gpu::{AdapterChoice, GpuContext};
-use lighthubert::search::{measure_ms, pareto_front, probe_audio, LatencyTable, Objective};
+use lighthubert::search::{measure_interleaved_ms, pareto_front, probe_audio, LatencyTable, Objective};
 use lighthubert::{LightHubert, Subnet};
 use lighthubert_tools::bundled;
 use tempfile::TempDir;
+
+mod common;
+use common::{png_rgb, runtime_dir_in};
 
 struct Env {
     dir: TempDir,
@@ -19,14 +22,8 @@ struct Env {
 impl Env {
     fn new() -> Self {
         let dir = TempDir::new().unwrap();
-        for sub in ["cache", "xdg"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path().join("xdg"), std::fs::Permissions::from_mode(0o700)).unwrap();
-        }
+        std::fs::create_dir_all(dir.path().join("cache")).unwrap();
+        runtime_dir_in(dir.path());
         Env { dir }
     }
 
@@ -81,17 +78,11 @@ fn fails(o: &Output, needles: &[&str]) -> String {
 
 /// A PNG that decodes, of a sensible size, and shows more than a background.
 fn assert_drawn(path: &Path) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    assert!(info.width >= 400 && info.height >= 300, "{}x{}", info.width, info.height);
-    let px = &buf[..info.buffer_size()];
-    let channels = info.color_type.samples();
-    let non_white = px.chunks(channels).filter(|p| p.iter().take(3).any(|&v| v < 200)).count();
-    let blue = px.chunks(channels).filter(|p| p[2] > 180 && p[0] < 80 && p[1] < 80).count();
-    let total = px.len() / channels;
-    assert!(non_white * 100 > total, "the plot is blank: {non_white} of {total} pixels drawn");
+    let (width, height, px) = png_rgb(path);
+    assert!(width >= 400 && height >= 300, "{width}x{height}");
+    let non_white = px.iter().filter(|p| p.iter().any(|&v| v < 200)).count();
+    let blue = px.iter().filter(|p| p[2] > 180 && p[0] < 80 && p[1] < 80).count();
+    assert!(non_white * 100 > px.len(), "the plot is blank: {non_white} of {} pixels drawn", px.len());
     assert!(blue > 100, "the front (blue) is missing: {blue} pixels");
 }
 
@@ -183,20 +174,8 @@ fn search_from_the_command_line() {
     fails(&env.run(&["--budget-ms", "1e6", "--table", "broken.json"]), &["broken.json", "not a latency table"]);
 }
 
-/// Latencies as the search measures them (median of 5 runs), the lowest of three rounds a
-/// third of a second apart, the subnets interleaved within each round: this shared host has
-/// slow spells (other tenants) that only ever add time, and interleaving puts the subnets
-/// compared through the same spells.
+/// Latencies as the search measures them (median of 5 runs), the lowest of three interleaved
+/// rounds: this shared host has slow spells that only ever add time.
 fn unhurried_ms(model: &LightHubert, subnets: &[&Subnet], seconds: f64) -> Vec<f64> {
-    let wave = probe_audio(seconds);
-    let mut best = vec![f64::INFINITY; subnets.len()];
-    for round in 0..3 {
-        if round > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(330));
-        }
-        for (b, s) in best.iter_mut().zip(subnets) {
-            *b = b.min(measure_ms(model, s, &wave, 5).unwrap());
-        }
-    }
-    best
+    measure_interleaved_ms(model, subnets, &probe_audio(seconds), 5, 3).unwrap()
 }

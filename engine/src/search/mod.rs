@@ -14,7 +14,7 @@
 mod latency;
 mod optimize;
 
-pub use latency::{measure_ms, probe_audio, Calibration, CalibrationPoint, EmbedCosts, LatencyTable, TableKey};
+pub use latency::{measure_interleaved_ms, measure_ms, probe_audio, Calibration, CalibrationPoint, EmbedCosts, LatencyTable, TableKey};
 pub use optimize::{best_under, pareto_front, Candidate, Objective};
 
 use thiserror::Error;
