@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::output::Format;
 use lighthubert::gpu::{Arithmetic, Precision, WeightPrecision};
 
 /// How the weight matrices are stored on the GPU.
@@ -182,6 +181,51 @@ pub struct ProfileArgs {
     pub input: Option<PathBuf>,
 }
 
+/// The file format of per-utterance features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// One array [states, frames, embed] (NumPy .npy v1.0).
+    Npy,
+    /// One [frames, embed] tensor per state, `hidden_state.<index>`, with the run's metadata.
+    Safetensors,
+}
+
+impl From<FormatArg> for lighthubert_corpus::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Npy => lighthubert_corpus::Format::Npy,
+            FormatArg::Safetensors => lighthubert_corpus::Format::Safetensors,
+        }
+    }
+}
+
+/// How features are stored on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    F32,
+    /// Half the disk (about 3 significant digits).
+    F16,
+}
+
+impl From<DtypeArg> for lighthubert_corpus::Dtype {
+    fn from(d: DtypeArg) -> Self {
+        match d {
+            DtypeArg::F32 => lighthubert_corpus::Dtype::F32,
+            DtypeArg::F16 => lighthubert_corpus::Dtype::F16,
+        }
+    }
+}
+
+/// How outputs are laid out in the --out folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// OUT/<id>.<npy|safetensors>, mirroring the inputs' folders.
+    Files,
+    /// fairseq's dump_hubert_feature.py: OUT/<split>_<I>_<N>.npy and .len per shard, one
+    /// layer, manifest order (its learn_kmeans.py and dump_km_label.py read them unchanged).
+    Fairseq,
+}
+
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
     /// LightHuBERT checkpoint (.pt); without it, the bundled demo checkpoint (random weights).
@@ -209,29 +253,61 @@ pub struct ExtractArgs {
     #[arg(long)]
     pub no_normalize: bool,
 
-    /// Hidden states to keep: `all`, or indices such as 0,4,12 (0 = post_extract_proj output,
-    /// i = output of the i-th kept layer).
-    #[arg(long, value_name = "all|0,4,12", default_value = "all")]
+    /// Hidden states to keep: `all`, `last`, indices such as 0,4,12 (0 = post_extract_proj
+    /// output, i = output of the i-th kept layer), negative indices (-1 = the last kept layer)
+    /// and ranges such as 3-6.
+    #[arg(long, value_name = "all|last|0,4,-1|3-6", default_value = "all", allow_hyphen_values = true)]
     pub layers: String,
 
     /// Output format; default: the --out file's extension, else npy.
     #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    pub format: Option<FormatArg>,
+
+    /// How features are stored on disk.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
+
+    /// How outputs are laid out in the --out folder.
+    #[arg(long, value_enum, default_value = "files")]
+    pub layout: LayoutArg,
+
+    /// The split name in the fairseq layout's file names; default: the manifest's file stem.
+    #[arg(long, value_name = "NAME")]
+    pub split: Option<String>,
 
     /// Utterances per GPU batch.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
 
-    /// Overwrite existing output files.
+    /// Run the I-th of N shards (I from 0): contiguous ranges of the input order, split as
+    /// fairseq splits a manifest. Default: from a Slurm job array (SLURM_ARRAY_TASK_ID, ..._MIN,
+    /// ..._COUNT) or torchrun (RANK, WORLD_SIZE) when set, else the whole input.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+
+    /// Read input paths from FILE (`-`: standard input), one per line; a fairseq manifest
+    /// (first line a root folder, then relative/path<TAB>num_samples) is recognised.
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Option<PathBuf>,
+
+    /// Start over: replace existing outputs instead of resuming.
     #[arg(long)]
     pub force: bool,
 
-    /// Output file (one input, .npy or .safetensors) or directory (created if missing); each
-    /// input writes <dir>/<input stem>.<ext>.
+    /// Stop at the first file that cannot be used (default: record it and go on).
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Threads decoding audio while the GPU runs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub decode_threads: Option<u32>,
+
+    /// Output folder (created if missing; features go to <folder>/<id>.<ext>, mirroring the
+    /// inputs' folders), or, for one input, a .npy or .safetensors file.
     #[arg(long, short, value_name = "PATH")]
     pub out: Option<PathBuf>,
 
-    /// Audio files.
+    /// Audio files, or folders searched recursively for .wav, .flac, .ogg and .mp3 files.
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 }
@@ -256,8 +332,15 @@ impl ExtractArgs {
             no_normalize: false,
             layers: "all".into(),
             format: None,
+            dtype: DtypeArg::F32,
+            layout: LayoutArg::Files,
+            split: None,
             batch_size: 8,
+            shard: None,
+            files_from: None,
             force: false,
+            fail_fast: false,
+            decode_threads: None,
             out: None,
             inputs: Vec::new(),
         }

@@ -1,23 +1,21 @@
 //! What each command does.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{AdapterChoice, GpuContext};
 use lighthubert::model::min_samples;
 use lighthubert::supernet::Supernet;
 use lighthubert::{ExtractOptions, LayerSelection, LightHubert, Preset, SearchSpace, Subnet};
 
-use crate::audio::{self, AudioInfo};
+use lighthubert_corpus::audio;
 use crate::bundled;
 use crate::cli::{Cli, Command, ExtractArgs, Space, SubnetArgs};
 use crate::error::CliError;
-use crate::output::{self, RunInfo};
-use crate::resample::{TARGET_RATE, To16k};
+use lighthubert_corpus::audio::resample::{TARGET_RATE, To16k};
 
 /// Prints a line on stdout; a closed pipe (`| head`) is not an error worth a panic.
 macro_rules! say {
@@ -28,8 +26,8 @@ macro_rules! say {
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        None => extract(ExtractArgs::demo()),
-        Some(Command::Extract(args)) => extract(args),
+        None => crate::extract::extract(ExtractArgs::demo()),
+        Some(Command::Extract(args)) => crate::extract::extract(args),
         Some(Command::Info { file }) => info(&file),
         Some(Command::Subnet(args)) => subnet(args),
         Some(Command::Profile(args)) => crate::profile::profile(args),
@@ -61,7 +59,7 @@ pub fn load_checkpoint(path: Option<&Path>) -> Result<Source, CliError> {
 }
 
 /// The checkpoint's supernet (its widths and search space), from its config alone.
-fn supernet_of(src: &Source) -> Result<Supernet, CliError> {
+pub fn supernet_of(src: &Source) -> Result<Supernet, CliError> {
     Supernet::from_config(&src.ckpt.config).map_err(|source| CliError::Subnet { label: src.label.clone(), source })
 }
 
@@ -87,7 +85,7 @@ pub fn resolve_subnet(supernet: &Supernet, spec: &str) -> Result<Subnet, CliErro
 }
 
 /// `--layers`, checked against the subnet's hidden states; repeats are refused.
-fn resolve_layers(spec: &str, subnet: &Subnet) -> Result<(LayerSelection, Vec<usize>), CliError> {
+pub fn resolve_layers(spec: &str, subnet: &Subnet) -> Result<(LayerSelection, Vec<usize>), CliError> {
     let layers_err = |source| CliError::Layers { spec: spec.to_string(), source };
     let selection: LayerSelection = spec.parse().map_err(layers_err)?;
     let indices = selection.resolve(subnet.layer_num + 1).map_err(layers_err)?;
@@ -104,13 +102,13 @@ pub fn open_gpu() -> Result<Arc<GpuContext>, CliError> {
 }
 
 /// Frames per second of the features: 16 kHz over the extractor's total stride.
-fn frame_rate(supernet: &Supernet) -> String {
+pub fn frame_rate(supernet: &Supernet) -> String {
     let stride: usize = supernet.dims.conv_layers.iter().map(|l| l.stride).product();
     let rate = TARGET_RATE as f64 / stride.max(1) as f64;
     if rate.fract() == 0.0 { format!("{rate}") } else { format!("{rate:.4}") }
 }
 
-fn subnet_summary(supernet: &Supernet, subnet: &Subnet) -> String {
+pub fn subnet_summary(supernet: &Supernet, subnet: &Subnet) -> String {
     let heads = summarise(&subnet.heads_num);
     let ffn = summarise(&subnet.ffn_embed);
     format!(
@@ -140,194 +138,9 @@ const RANDOM_WEIGHTS_BANNER: &str = "\
 ################################################################################";
 
 // ---------------------------------------------------------------------------------------------
-// extract
-
-pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
-    if args.inputs.is_empty() {
-        if let Some(out) = &args.out {
-            return Err(CliError::Usage(format!("--out {}: no INPUT audio files given", out.display())));
-        }
-        return demo(&args);
-    }
-    let Some(out) = args.out.clone() else {
-        return Err(CliError::Usage(format!(
-            "{}: where should the features go? pass --out FILE.npy|FILE.safetensors|DIR",
-            args.inputs[0].display()
-        )));
-    };
-
-    // Everything that can be checked is checked before any work: outputs, inputs, checkpoint,
-    // subnet, layers.
-    let plan = output::plan(&args.inputs, &out, args.format, args.force)?;
-    let infos: Vec<AudioInfo> = args.inputs.iter().map(|p| audio::probe(p)).collect::<Result<_, _>>()?;
-    let src = load_checkpoint(args.checkpoint.as_deref())?;
-    let supernet = supernet_of(&src)?;
-    let subnet = resolve_subnet(&supernet, &args.subnet)?;
-    let (layers, _) = resolve_layers(&args.layers, &subnet)?;
-    let min = min_samples(&supernet.dims);
-    for (path, info) in args.inputs.iter().zip(&infos) {
-        if let Some(n) = info.frames_16k() {
-            audio::check_length(path, n as usize, min)?;
-        }
-    }
-
-    let ctx = open_gpu()?;
-    let t_load = Instant::now();
-    let model = LightHubert::load_with(ctx.clone(), &src.ckpt, crate::cli::precision(args.weights, args.math)).map_err(|e| CliError::model(&src.label, e))?;
-    let load_time = t_load.elapsed();
-    let Source { ckpt, label: ckpt_label, bundled } = src;
-    drop(ckpt); // the weights live on the GPU now
-    let normalize = args.normalize().unwrap_or_else(|| model.default_normalize());
-    let options = ExtractOptions { normalize: Some(normalize), layers };
-    let run = RunInfo {
-        subnet_json: subnet.to_json(),
-        normalize,
-        checkpoint: ckpt_label.clone(),
-        frame_rate: frame_rate(&supernet),
-        weights: model.weight_precision().name().to_string(),
-        math: model.precision().math.name().to_string(),
-    };
-
-    if bundled {
-        say!("NOTE: no --checkpoint: using the {}; these features mean nothing", bundled::checkpoint_label());
-    }
-    say!("checkpoint {ckpt_label}, loaded in {:.2} s", load_time.as_secs_f64());
-    say!("subnet     {}", subnet_summary(&supernet, &subnet));
-    say!("adapter    {}", ctx.describe());
-    say!("precision  {} weights, {} arithmetic", model.weight_precision().name(), model.precision().math.name());
-    say!("normalize  {normalize}; {} file(s) in batches of {}", args.inputs.len(), args.batch_size);
-
-    // Longest first, so padding stays small within a batch and memory peaks early.
-    let mut order: Vec<usize> = (0..args.inputs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(infos[i].frames_16k().unwrap_or(u64::MAX)));
-
-    let total_audio: f64 = infos.iter().filter_map(AudioInfo::seconds).sum();
-    let progress = progress_bar(args.inputs.len(), total_audio);
-    let created_dir = match &plan.create_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| CliError::io(d, e))?;
-            Some(d.clone())
-        }
-        None => None,
-    };
-
-    let started = Instant::now();
-    let job = Job {
-        args: &args,
-        plan: &plan,
-        model: &model,
-        subnet: &subnet,
-        options: &options,
-        run: &run,
-        min,
-        total_audio,
-    };
-    let result = job.run(&order, &progress);
-    progress.finish_and_clear();
-    match result {
-        Ok(audio_seconds) => {
-            let wall = started.elapsed().as_secs_f64();
-            say!(
-                "done: {} file(s), {audio_seconds:.2} s of audio in {wall:.2} s ({:.1} s of audio per second)",
-                args.inputs.len(),
-                audio_seconds / wall.max(1e-9)
-            );
-            Ok(())
-        }
-        Err(e) => {
-            if let Some(d) = created_dir {
-                let _ = std::fs::remove_dir(d); // only if still empty
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Everything the batches of one `extract` run share.
-struct Job<'a> {
-    args: &'a ExtractArgs,
-    plan: &'a output::Plan,
-    model: &'a LightHubert,
-    subnet: &'a Subnet,
-    options: &'a ExtractOptions,
-    run: &'a RunInfo,
-    /// Fewest 16 kHz samples the model takes.
-    min: usize,
-    /// Seconds of audio in all inputs, as far as their headers tell.
-    total_audio: f64,
-}
-
-impl Job<'_> {
-    /// Decodes, extracts and writes the inputs `order` names, `batch_size` at a time.
-    /// Returns the seconds of audio done.
-    fn run(&self, order: &[usize], progress: &ProgressBar) -> Result<f64, CliError> {
-        let Job { args, plan, model, subnet, options, run, min, total_audio } = *self;
-        let mut resampler = To16k::new();
-        let mut audio_seconds = 0.0;
-        let started = Instant::now();
-        for batch in order.chunks(args.batch_size as usize) {
-            let mut waves = Vec::with_capacity(batch.len());
-            let mut infos = Vec::with_capacity(batch.len());
-            for &i in batch {
-                let (info, wave) = audio::read_16k(&args.inputs[i], &mut resampler, min)?;
-                infos.push(info);
-                waves.push(wave);
-            }
-            let refs: Vec<&[f32]> = waves.iter().map(Vec::as_slice).collect();
-            let features = model.extract(subnet, &refs, options).map_err(|source| CliError::Extract {
-                label: batch.iter().map(|&i| args.inputs[i].display().to_string()).collect::<Vec<_>>().join(", "),
-                source,
-            })?;
-            for ((&i, f), (info, wave)) in batch.iter().zip(&features).zip(infos.iter().zip(&waves)) {
-                let (input, out) = (&args.inputs[i], &plan.outputs[i]);
-                output::write_features(out, plan.format, args.force, f, input, run)?;
-                audio_seconds += seconds(wave.len());
-                progress.inc(1);
-                progress.set_message(progress_message(audio_seconds, total_audio, started.elapsed().as_secs_f64()));
-                progress.suspend(|| {
-                    say!(
-                        "{} ({}, {} Hz, {} ch, {:.2} s) -> {} [{} x {} x {}]",
-                        input.display(),
-                        info.format,
-                        info.rate,
-                        info.channels,
-                        seconds(wave.len()),
-                        out.display(),
-                        f.states.len(),
-                        f.frames,
-                        f.embed
-                    )
-                });
-            }
-        }
-        Ok(audio_seconds)
-    }
-}
-
-/// A bar on stderr for runs of several files: files done, audio done, audio-seconds per
-/// second. Hidden when stderr is not a terminal.
-fn progress_bar(files: usize, total_audio: f64) -> ProgressBar {
-    if files < 2 || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(files as u64);
-    if let Ok(style) = ProgressStyle::with_template("{elapsed_precise} {bar:30} {pos}/{len} files, {msg}") {
-        bar.set_style(style);
-    }
-    bar.set_message(progress_message(0.0, total_audio, 0.0));
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
-}
-
-fn progress_message(done: f64, total: f64, elapsed: f64) -> String {
-    let rate = if elapsed > 0.0 { format!("{:.1}", done / elapsed) } else { "-".into() };
-    format!("{done:.1}/{total:.1} s of audio, {rate} audio-s/s")
-}
-
-// ---------------------------------------------------------------------------------------------
 // The demo summary: `lighthubert`, or `extract` with no INPUT and no --out
 
-fn demo(args: &ExtractArgs) -> Result<(), CliError> {
+pub fn demo(args: &ExtractArgs) -> Result<(), CliError> {
     let src = load_checkpoint(args.checkpoint.as_deref())?;
     let supernet = supernet_of(&src)?;
     let subnet = resolve_subnet(&supernet, &args.subnet)?;

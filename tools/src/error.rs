@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use lighthubert::checkpoint::CheckpointError;
 use lighthubert::supernet::SubnetError;
+use lighthubert_corpus::{AudioError, CorpusError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -17,8 +18,12 @@ pub enum CliError {
     },
 
     /// The file is not audio we can read, or too little of it.
-    #[error("{}: {reason}", path.display())]
-    Audio { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+
+    /// The corpus run could not start or go on (inputs, outputs, shards, a lost device).
+    #[error(transparent)]
+    Corpus(#[from] CorpusError),
 
     /// The checkpoint could not be read (the message names the file).
     #[error("{0}")]
@@ -43,13 +48,14 @@ pub enum CliError {
     #[error("{}: already exists; pass --force to overwrite it", .0.display())]
     OutputExists(PathBuf),
 
-    /// Two inputs would write the same output file.
-    #[error("{}: would write {}, as would {} (inputs with the same file stem); rename one or run them separately", second.display(), output.display(), first.display())]
-    DuplicateStem { first: PathBuf, second: PathBuf, output: PathBuf },
-
     /// An output path that cannot be used as asked.
     #[error("{}: {reason}", path.display())]
     Output { path: PathBuf, reason: String },
+
+    /// A run that ended without doing all of its work (files failed, or a signal stopped it):
+    /// what is done is complete and recorded; `message` says what to do next.
+    #[error("{message}")]
+    Incomplete { message: String, exit: u8 },
 
     #[error("GPU: {0}")]
     Gpu(#[from] lighthubert::gpu::GpuError),
@@ -69,7 +75,7 @@ impl CliError {
     }
 
     pub fn audio(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
-        CliError::Audio { path: path.as_ref().to_path_buf(), reason: reason.into() }
+        CliError::Audio(AudioError::unreadable(path, reason))
     }
 
     pub fn output(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
@@ -85,10 +91,12 @@ impl CliError {
         }
     }
 
-    /// The exit status: 2 for a command line that cannot work, 1 for everything else.
+    /// The exit status: 2 for a command line that cannot work, 130/143 for a run stopped by
+    /// SIGINT/SIGTERM, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Usage(_) => 2,
+            CliError::Usage(_) | CliError::Corpus(CorpusError::Usage(_) | CorpusError::Shard(_)) => 2,
+            CliError::Incomplete { exit, .. } => *exit,
             _ => 1,
         }
     }

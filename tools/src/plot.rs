@@ -148,6 +148,6 @@ impl Canvas {
     /// Writes the PNG to `path` (refusing to replace a file unless `force`).
     pub fn save(&self, path: &Path, force: bool) -> Result<(), CliError> {
         let bytes = self.png().map_err(|e| plot_err(path, e))?;
-        crate::output::write_atomic(path, force, |f| std::io::Write::write_all(f, &bytes))
+        Ok(crate::output::write_atomic(path, force, |f| std::io::Write::write_all(f, &bytes))?)
     }
 }

@@ -7,6 +7,7 @@ use clap::Parser;
 use lighthubert_tools::demo::{run, DemoArgs};
 
 fn main() -> ExitCode {
+    let _runtime_dir = lighthubert_tools::ensure_runtime_dir();
     let args = match DemoArgs::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -12,6 +12,7 @@ use lighthubert_tools::commands;
 use lighthubert_tools::error::one_line;
 
 fn main() -> ExitCode {
+    let _runtime_dir = lighthubert_tools::ensure_runtime_dir();
     // A bug must still end in one line, not a backtrace dump.
     std::panic::set_hook(Box::new(|info| {
         let msg = info
@@ -38,7 +39,14 @@ fn main() -> ExitCode {
                     let text = e.render().to_string();
                     let first = text.lines().next().unwrap_or("invalid command line");
                     let first = first.strip_prefix("error: ").unwrap_or(first);
-                    eprintln!("error: {} (see lighthubert --help)", one_line(first));
+                    // clap puts the valid values on a line of their own; they belong in ours.
+                    let values = text
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| l.starts_with("[possible values:"))
+                        .map(|l| format!(" {l}"))
+                        .unwrap_or_default();
+                    eprintln!("error: {}{values} (see lighthubert --help)", one_line(first));
                     ExitCode::from(2)
                 }
             };

@@ -1,4 +1,4 @@
-//! A writer for NumPy's `.npy` format, version 1.0, little-endian float32, C order.
+//! NumPy's `.npy` format, version 1.0, little-endian float32 or float16, C order.
 //!
 //! Layout: the magic `\x93NUMPY`, version bytes 1 0, a little-endian u16 header length, then
 //! an ASCII Python dict literal padded with spaces and ended by `\n` so that the data starts
@@ -19,11 +19,52 @@ fn shape_literal(shape: &[usize]) -> String {
     }
 }
 
-/// The preamble of a `<f4` array of `shape`: magic, version, length and padded dict.
-pub fn header(shape: &[usize]) -> Vec<u8> {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {}, }}", shape_literal(shape));
-    let unpadded = MAGIC.len() + 2 + 2 + dict.len() + 1;
-    let total = unpadded.div_ceil(ALIGN) * ALIGN;
+/// How feature values are stored on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    F32,
+    /// Half the disk; features keep about 3 significant digits (rounded to nearest even).
+    F16,
+}
+
+impl Dtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F16 => "f16",
+        }
+    }
+
+    pub fn bytes(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 => 2,
+        }
+    }
+
+    fn descr(self) -> &'static str {
+        match self {
+            Dtype::F32 => "<f4",
+            Dtype::F16 => "<f2",
+        }
+    }
+
+    /// Appends `values` to `out` in this dtype, little-endian.
+    pub fn encode(self, values: &[f32], out: &mut Vec<u8>) {
+        out.reserve(values.len() * self.bytes());
+        match self {
+            Dtype::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+            Dtype::F16 => values.iter().for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
+        }
+    }
+}
+
+fn dict(dtype: Dtype, shape: &[usize]) -> String {
+    format!("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", dtype.descr(), shape_literal(shape))
+}
+
+fn preamble(dict: &str, total: usize) -> Vec<u8> {
     let header_len = total - MAGIC.len() - 4;
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(MAGIC);
@@ -36,8 +77,34 @@ pub fn header(shape: &[usize]) -> Vec<u8> {
     out
 }
 
+/// The preamble of a `<f4` array of `shape`: magic, version, length and padded dict.
+pub fn header(shape: &[usize]) -> Vec<u8> {
+    header_of(Dtype::F32, shape)
+}
+
+/// The preamble of an array of `dtype` and `shape`, as numpy writes it.
+pub fn header_of(dtype: Dtype, shape: &[usize]) -> Vec<u8> {
+    let dict = dict(dtype, shape);
+    let unpadded = MAGIC.len() + 2 + 2 + dict.len() + 1;
+    preamble(&dict, unpadded.div_ceil(ALIGN) * ALIGN)
+}
+
+/// Bytes of [`growable_header`]: room for any 2-D shape whose sizes fit in 20 digits.
+pub const GROWABLE_HEADER_LEN: usize = 128;
+
+/// A preamble of fixed length [`GROWABLE_HEADER_LEN`] for an array that grows along its first
+/// axis: rewriting it in place with a larger row count never moves the data.
+pub fn growable_header(dtype: Dtype, rows: usize, cols: usize) -> Vec<u8> {
+    preamble(&dict(dtype, &[rows, cols]), GROWABLE_HEADER_LEN)
+}
+
 /// Writes one float32 array of `shape` whose values are the concatenation of `parts`.
-pub fn write_f32<W: Write>(mut w: W, shape: &[usize], parts: &[&[f32]]) -> io::Result<()> {
+pub fn write_f32<W: Write>(w: W, shape: &[usize], parts: &[&[f32]]) -> io::Result<()> {
+    write(w, Dtype::F32, shape, parts)
+}
+
+/// Writes one array of `dtype` and `shape` whose values are the concatenation of `parts`.
+pub fn write<W: Write>(mut w: W, dtype: Dtype, shape: &[usize], parts: &[&[f32]]) -> io::Result<()> {
     let count: usize = shape.iter().product();
     let have: usize = parts.iter().map(|p| p.len()).sum();
     if count != have {
@@ -46,22 +113,29 @@ pub fn write_f32<W: Write>(mut w: W, shape: &[usize], parts: &[&[f32]]) -> io::R
             format!("npy shape {shape:?} holds {count} values, {have} given"),
         ));
     }
-    w.write_all(&header(shape))?;
+    w.write_all(&header_of(dtype, shape))?;
     let mut buf = Vec::with_capacity(64 * 1024);
     for part in parts {
         for chunk in part.chunks(16 * 1024) {
             buf.clear();
-            for v in chunk {
-                buf.extend_from_slice(&v.to_le_bytes());
-            }
+            dtype.encode(chunk, &mut buf);
             w.write_all(&buf)?;
         }
     }
     w.flush()
 }
 
-/// Reads back what [`write_f32`] writes (and any v1.0/2.0 `<f4` C-order file): shape and values.
+/// Reads back a float32 array (any v1.0/2.0 `<f4` C-order file): shape and values.
 pub fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
+    match read(bytes)? {
+        (Dtype::F32, shape, values) => Ok((shape, values)),
+        (Dtype::F16, ..) => Err("a float16 array, not float32".into()),
+    }
+}
+
+/// Reads back what [`write`] writes (any v1.0/2.0 `<f4` or `<f2` C-order file): its dtype,
+/// shape and values (float16 widened to f32, exactly).
+pub fn read(bytes: &[u8]) -> Result<(Dtype, Vec<usize>, Vec<f32>), String> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err("not an .npy file".into());
     }
@@ -74,8 +148,15 @@ pub fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
         .get(start..start + header_len)
         .and_then(|h| std::str::from_utf8(h).ok())
         .ok_or("truncated .npy header")?;
-    if !dict.contains("'descr': '<f4'") || !dict.contains("'fortran_order': False") {
-        return Err(format!("not a little-endian float32 C-order array: {dict}"));
+    let dtype = if dict.contains("'descr': '<f4'") {
+        Dtype::F32
+    } else if dict.contains("'descr': '<f2'") {
+        Dtype::F16
+    } else {
+        return Err(format!("not a little-endian float32 or float16 array: {dict}"));
+    };
+    if !dict.contains("'fortran_order': False") {
+        return Err(format!("not a C-order array: {dict}"));
     }
     let shape_text =
         dict.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or("no shape in the .npy header")?;
@@ -87,10 +168,14 @@ pub fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
         .collect::<Result<Vec<_>, _>>()?;
     let data = &bytes[start + header_len..];
     let count: usize = shape.iter().product();
-    if data.len() != count * 4 {
+    if data.len() != count * dtype.bytes() {
         return Err(format!("{} data bytes for shape {shape:?}", data.len()));
     }
-    Ok((shape, data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+    let values = match dtype {
+        Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+    };
+    Ok((dtype, shape, values))
 }
 
 #[cfg(test)]
@@ -135,6 +220,20 @@ mod tests {
             values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             a.iter().chain(&b).map(|v| v.to_bits()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn float16_and_growable_headers() {
+        let mut out = Vec::new();
+        write(&mut out, Dtype::F16, &[3], &[&[1.0, -0.5, 65504.0]]).unwrap();
+        assert!(std::str::from_utf8(&out[10..64]).unwrap().contains("'descr': '<f2'"));
+        assert_eq!(out.len(), 128 + 6);
+        assert_eq!(read(&out).unwrap(), (Dtype::F16, vec![3], vec![1.0, -0.5, 65504.0]));
+        for rows in [0, 7, usize::MAX / 4] {
+            let h = growable_header(Dtype::F32, rows, 768);
+            assert_eq!(h.len(), GROWABLE_HEADER_LEN);
+            assert!(std::str::from_utf8(&h[10..]).unwrap().contains(&format!("({rows}, 768)")));
+        }
     }
 
     #[test]

@@ -17,8 +17,11 @@ use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
-use crate::error::CliError;
-use crate::resample::{TARGET_RATE, To16k};
+pub mod error;
+pub mod resample;
+
+pub use error::AudioError;
+use resample::{TARGET_RATE, To16k};
 
 const NOT_AUDIO: &str = "not a readable audio file (expected WAV, FLAC, Ogg Vorbis or MP3)";
 
@@ -56,27 +59,27 @@ fn is_wav(head: &[u8]) -> bool {
 }
 
 /// Opens `path` and reads its first bytes, with the errors a user should see.
-fn sniff(path: &Path) -> Result<Vec<u8>, CliError> {
-    let meta = std::fs::metadata(path).map_err(|e| CliError::io(path, e))?;
+fn sniff(path: &Path) -> Result<Vec<u8>, AudioError> {
+    let meta = std::fs::metadata(path).map_err(|e| AudioError::io(path, e))?;
     if meta.is_dir() {
-        return Err(CliError::audio(path, "is a directory, not an audio file"));
+        return Err(AudioError::unreadable(path, "is a directory, not an audio file"));
     }
     if meta.len() == 0 {
-        return Err(CliError::audio(path, "empty file (0 bytes)"));
+        return Err(AudioError::unreadable(path, "empty file (0 bytes)"));
     }
     let mut head = Vec::with_capacity(12);
     File::open(path)
-        .map_err(|e| CliError::io(path, e))?
+        .map_err(|e| AudioError::io(path, e))?
         .take(12)
         .read_to_end(&mut head)
-        .map_err(|e| CliError::io(path, e))?;
+        .map_err(|e| AudioError::io(path, e))?;
     Ok(head)
 }
 
 /// Reads the header only: format, rate, channels and (when known) length.
-pub fn probe(path: &Path) -> Result<AudioInfo, CliError> {
+pub fn probe(path: &Path) -> Result<AudioInfo, AudioError> {
     let head = sniff(path)?;
-    let from_symphonia = || -> Result<AudioInfo, CliError> {
+    let from_symphonia = || -> Result<AudioInfo, AudioError> {
         let (format, track_id) = open_symphonia(path)?;
         symphonia_info(path, format.as_ref(), track_id)
     };
@@ -93,21 +96,21 @@ pub fn probe(path: &Path) -> Result<AudioInfo, CliError> {
     Ok(info)
 }
 
-fn check_info(path: &Path, info: &AudioInfo) -> Result<(), CliError> {
+fn check_info(path: &Path, info: &AudioInfo) -> Result<(), AudioError> {
     if info.rate == 0 {
-        return Err(CliError::audio(path, "the header gives a sample rate of 0 Hz"));
+        return Err(AudioError::unreadable(path, "the header gives a sample rate of 0 Hz"));
     }
     if info.channels == 0 {
-        return Err(CliError::audio(path, "the header gives 0 channels"));
+        return Err(AudioError::unreadable(path, "the header gives 0 channels"));
     }
     if info.frames == Some(0) {
-        return Err(CliError::audio(path, "no audio samples"));
+        return Err(AudioError::unreadable(path, "no audio samples"));
     }
     Ok(())
 }
 
 /// Decodes the whole file to mono at its own rate.
-pub fn read_mono(path: &Path) -> Result<MonoAudio, CliError> {
+pub fn read_mono(path: &Path) -> Result<MonoAudio, AudioError> {
     let head = sniff(path)?;
     let audio = if is_wav(&head) {
         match hound::WavReader::open(path) {
@@ -123,37 +126,30 @@ pub fn read_mono(path: &Path) -> Result<MonoAudio, CliError> {
 
 /// What every decoded file must be: a sane header, samples, and only finite ones (a float WAV
 /// can hold NaN or infinity).
-fn checked(path: &Path, audio: MonoAudio) -> Result<MonoAudio, CliError> {
+fn checked(path: &Path, audio: MonoAudio) -> Result<MonoAudio, AudioError> {
     check_info(path, &audio.info)?;
     if audio.samples.is_empty() {
-        return Err(CliError::audio(path, "no audio samples"));
+        return Err(AudioError::unreadable(path, "no audio samples"));
     }
     if let Some(i) = audio.samples.iter().position(|v| !v.is_finite()) {
-        return Err(CliError::audio(path, format!("sample {i} is not a finite number")));
+        return Err(AudioError::NonFinite { path: path.to_path_buf(), index: i });
     }
     Ok(audio)
 }
 
 /// Decodes the whole file and brings it to 16 kHz mono; `min_samples` is the fewest 16 kHz
 /// samples the model can take (one frame).
-pub fn read_16k(path: &Path, resampler: &mut To16k, min_samples: usize) -> Result<(AudioInfo, Vec<f32>), CliError> {
+pub fn read_16k(path: &Path, resampler: &mut To16k, min_samples: usize) -> Result<(AudioInfo, Vec<f32>), AudioError> {
     let MonoAudio { info, samples } = read_mono(path)?;
-    let wave = resampler.resample(&samples, info.rate).map_err(|e| CliError::audio(path, e))?;
+    let wave = resampler.resample(&samples, info.rate).map_err(|e| AudioError::unreadable(path, e))?;
     check_length(path, wave.len(), min_samples)?;
     Ok((info, wave))
 }
 
 /// The error for audio shorter than one frame of the model.
-pub fn check_length(path: &Path, samples_16k: usize, min_samples: usize) -> Result<(), CliError> {
+pub fn check_length(path: &Path, samples_16k: usize, min_samples: usize) -> Result<(), AudioError> {
     if samples_16k < min_samples {
-        return Err(CliError::audio(
-            path,
-            format!(
-                "too short: {samples_16k} samples at 16 kHz ({:.3} s); the model needs at least {min_samples} ({:.3} s, one frame)",
-                samples_16k as f64 / TARGET_RATE as f64,
-                min_samples as f64 / TARGET_RATE as f64
-            ),
-        ));
+        return Err(AudioError::TooShort { path: path.to_path_buf(), samples: samples_16k, min: min_samples });
     }
     Ok(())
 }
@@ -161,21 +157,21 @@ pub fn check_length(path: &Path, samples_16k: usize, min_samples: usize) -> Resu
 // ---------------------------------------------------------------------------------------------
 // WAV through hound
 
-fn wav_error(path: &Path, e: hound::Error) -> CliError {
+fn wav_error(path: &Path, e: hound::Error) -> AudioError {
     match e {
         // hound reports a short read as "Failed to read enough bytes." (ErrorKind::Other).
         hound::Error::IoError(io)
             if io.kind() == ErrorKind::UnexpectedEof || io.to_string().contains("enough bytes") =>
         {
-            CliError::audio(path, "truncated WAV file (it ends inside the header or the data)")
+            AudioError::unreadable(path, "truncated WAV file (it ends inside the header or the data)")
         }
-        hound::Error::IoError(io) => CliError::io(path, io),
-        hound::Error::FormatError(what) => CliError::audio(path, format!("malformed WAV file: {what}")),
-        hound::Error::Unsupported => CliError::audio(
+        hound::Error::IoError(io) => AudioError::io(path, io),
+        hound::Error::FormatError(what) => AudioError::unreadable(path, format!("malformed WAV file: {what}")),
+        hound::Error::Unsupported => AudioError::unreadable(
             path,
             "unsupported WAV encoding (integer PCM of 8, 16, 24 or 32 bits, or 32-bit float, are read)",
         ),
-        other => CliError::audio(path, format!("WAV: {other}")),
+        other => AudioError::unreadable(path, format!("WAV: {other}")),
     }
 }
 
@@ -200,7 +196,7 @@ fn wav_info<R: Read>(reader: &hound::WavReader<R>) -> AudioInfo {
 }
 
 /// Decodes a WAV file held in memory (`label` names it in errors).
-pub fn read_wav_bytes(bytes: &[u8], label: &Path) -> Result<MonoAudio, CliError> {
+pub fn read_wav_bytes(bytes: &[u8], label: &Path) -> Result<MonoAudio, AudioError> {
     let reader = hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|e| wav_error(label, e))?;
     let audio = decode_wav(reader).map_err(|e| wav_error(label, e))?;
     checked(label, audio)
@@ -234,8 +230,8 @@ pub fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
 // ---------------------------------------------------------------------------------------------
 // FLAC, Ogg Vorbis, MP3 through symphonia
 
-fn open_symphonia(path: &Path) -> Result<(Box<dyn FormatReader>, u32), CliError> {
-    let file = File::open(path).map_err(|e| CliError::io(path, e))?;
+fn open_symphonia(path: &Path) -> Result<(Box<dyn FormatReader>, u32), AudioError> {
+    let file = File::open(path).map_err(|e| AudioError::io(path, e))?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
@@ -244,22 +240,22 @@ fn open_symphonia(path: &Path) -> Result<(Box<dyn FormatReader>, u32), CliError>
     let format = symphonia::default::get_probe()
         .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
         .map_err(|e| match e {
-            SymphoniaError::IoError(io) if io.kind() != ErrorKind::UnexpectedEof => CliError::io(path, io),
-            _ => CliError::audio(path, NOT_AUDIO),
+            SymphoniaError::IoError(io) if io.kind() != ErrorKind::UnexpectedEof => AudioError::io(path, io),
+            _ => AudioError::unreadable(path, NOT_AUDIO),
         })?;
     let track_id = match format.default_track(TrackType::Audio) {
         Some(t) => t.id,
-        None => return Err(CliError::audio(path, "the file holds no audio track")),
+        None => return Err(AudioError::unreadable(path, "the file holds no audio track")),
     };
     Ok((format, track_id))
 }
 
-fn symphonia_info(path: &Path, format: &dyn FormatReader, track_id: u32) -> Result<AudioInfo, CliError> {
+fn symphonia_info(path: &Path, format: &dyn FormatReader, track_id: u32) -> Result<AudioInfo, AudioError> {
     let track = format
         .tracks()
         .iter()
         .find(|t| t.id == track_id)
-        .ok_or_else(|| CliError::audio(path, "the file holds no audio track"))?;
+        .ok_or_else(|| AudioError::unreadable(path, "the file holds no audio track"))?;
     let params = track.codec_params.as_ref().and_then(|p| p.audio());
     let name = format.format_info().short_name.to_uppercase();
     let codec = params
@@ -285,7 +281,7 @@ fn capitalise(s: &str) -> String {
     }
 }
 
-fn read_symphonia(path: &Path) -> Result<MonoAudio, CliError> {
+fn read_symphonia(path: &Path) -> Result<MonoAudio, AudioError> {
     let (mut format, track_id) = open_symphonia(path)?;
     let mut info = symphonia_info(path, format.as_ref(), track_id)?;
     let params = format
@@ -295,10 +291,10 @@ fn read_symphonia(path: &Path) -> Result<MonoAudio, CliError> {
         .and_then(|t| t.codec_params.as_ref())
         .and_then(|p| p.audio())
         .cloned()
-        .ok_or_else(|| CliError::audio(path, "the audio track has no codec parameters"))?;
+        .ok_or_else(|| AudioError::unreadable(path, "the audio track has no codec parameters"))?;
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
-        .map_err(|e| CliError::audio(path, format!("cannot decode this audio: {e}")))?;
+        .map_err(|e| AudioError::unreadable(path, format!("cannot decode this audio: {e}")))?;
 
     let mut mono = Vec::new();
     let mut scratch: Vec<f32> = Vec::new();
@@ -310,10 +306,10 @@ fn read_symphonia(path: &Path) -> Result<MonoAudio, CliError> {
         let packet = match format.next_packet() {
             Ok(Some(p)) => p,
             Ok(None) => break,
-            // A stream cut short ends where it ends; a damaged one is an error.
+            // The end of the bytes: whether that is early is judged below, against the header.
             Err(SymphoniaError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => break,
-            Err(SymphoniaError::IoError(e)) => return Err(CliError::io(path, e)),
-            Err(e) => return Err(CliError::audio(path, format!("damaged audio stream: {e}"))),
+            Err(SymphoniaError::IoError(e)) => return Err(AudioError::io(path, e)),
+            Err(e) => return Err(AudioError::unreadable(path, format!("damaged audio stream: {e}"))),
         };
         if packet.track_id != track_id {
             continue;
@@ -325,14 +321,14 @@ fn read_symphonia(path: &Path) -> Result<MonoAudio, CliError> {
                 bad_packets += 1;
                 continue;
             }
-            Err(e) => return Err(CliError::audio(path, format!("decoding failed: {e}"))),
+            Err(e) => return Err(AudioError::unreadable(path, format!("decoding failed: {e}"))),
         };
         let spec = buf.spec();
         let rate = spec.rate();
         match stream_rate {
             None => stream_rate = Some(rate),
             Some(r) if r != rate => {
-                return Err(CliError::audio(
+                return Err(AudioError::unreadable(
                     path,
                     format!("the sample rate changes mid-stream ({r} Hz, then {rate} Hz)"),
                 ));
@@ -345,7 +341,17 @@ fn read_symphonia(path: &Path) -> Result<MonoAudio, CliError> {
         good_packets += 1;
     }
     if good_packets == 0 && bad_packets > 0 {
-        return Err(CliError::audio(path, format!("all {bad_packets} audio packets are damaged")));
+        return Err(AudioError::unreadable(path, format!("all {bad_packets} audio packets are damaged")));
+    }
+    // A file cut short (a failed copy, a full disk) decodes cleanly up to the cut: only the
+    // length its header promised tells. FLAC's STREAMINFO and Ogg's last granule position are
+    // exact; MP3 lengths from a Xing/Info header count the encoder's padding, so a decode is
+    // never shorter than them unless bytes are missing.
+    if let Some(expected) = info.frames {
+        let decoded = mono.len() as u64;
+        if decoded < expected {
+            return Err(AudioError::Truncated { path: path.to_path_buf(), expected, decoded });
+        }
     }
     if let Some(r) = stream_rate {
         info.rate = r;

@@ -1,0 +1,187 @@
+//! Writing features: one file per utterance (`.npy` or `.safetensors`, float32 or float16),
+//! always through a temporary file in the same folder that is renamed into place when complete,
+//! so a reader never sees a partial file and an interrupted run leaves none.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use lighthubert::Features;
+use safetensors::tensor::{Dtype as StDtype, View};
+
+use crate::error::CorpusError;
+use crate::npy::{self, Dtype};
+use crate::run::RunConfig;
+
+/// The file format of per-utterance features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One array [states, frames, embed] (NumPy .npy v1.0).
+    Npy,
+    /// One [frames, embed] tensor per state, named `hidden_state.<index>`, with metadata.
+    Safetensors,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Npy => "npy",
+            Format::Safetensors => "safetensors",
+        }
+    }
+
+    /// The format a file name's extension names, if any (case-insensitive).
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "npy" => Some(Format::Npy),
+            "safetensors" => Some(Format::Safetensors),
+            _ => None,
+        }
+    }
+}
+
+/// Writes `path` through a temporary file in its folder, renamed into place only when `write`
+/// succeeded: a failed or interrupted run never leaves a partial file (the temporary one is
+/// removed when dropped). Without `replace` an existing file, even one that appeared since the
+/// run was planned, is never replaced.
+pub fn write_atomic<F>(path: &Path, replace: bool, write: F) -> Result<(), CorpusError>
+where
+    F: FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+{
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut builder = tempfile::Builder::new();
+    let prefix = format!(".{name}.");
+    builder.prefix(&prefix).suffix(".partial");
+    // An ordinary file's mode (0666 less the umask), not a temporary file's 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| CorpusError::io(path, e))?;
+    write(tmp.as_file_mut()).map_err(|e| CorpusError::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| CorpusError::io(path, e))?;
+    let persisted = if replace { tmp.persist(path) } else { tmp.persist_noclobber(path) };
+    persisted.map_err(|e| {
+        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+            CorpusError::OutputExists(path.to_path_buf())
+        } else {
+            CorpusError::io(path, e.error)
+        }
+    })?;
+    Ok(())
+}
+
+/// Writes one utterance's features as `format` in `dtype` to `path` (atomically).
+pub fn write_features(
+    path: &Path,
+    format: Format,
+    dtype: Dtype,
+    replace: bool,
+    features: &Features,
+    source: &Path,
+    config: &RunConfig,
+) -> Result<(), CorpusError> {
+    match format {
+        Format::Npy => write_atomic(path, replace, |file| {
+            let parts: Vec<&[f32]> = features.states.iter().map(Vec::as_slice).collect();
+            let shape = [features.states.len(), features.frames, features.embed];
+            npy::write(BufWriter::new(file), dtype, &shape, &parts)
+        }),
+        Format::Safetensors => write_atomic(path, replace, |file| {
+            let bytes = safetensors_bytes(features, dtype, source, config)?;
+            let mut w = BufWriter::new(file);
+            w.write_all(&bytes)?;
+            w.flush()
+        }),
+    }
+}
+
+/// A [T, E] tensor for the safetensors serialiser, in the run's dtype.
+struct StateView<'a> {
+    shape: [usize; 2],
+    values: &'a [f32],
+    dtype: Dtype,
+}
+
+impl View for StateView<'_> {
+    fn dtype(&self) -> StDtype {
+        match self.dtype {
+            Dtype::F32 => StDtype::F32,
+            Dtype::F16 => StDtype::F16,
+        }
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        if self.dtype == Dtype::F32 && cfg!(target_endian = "little") {
+            return Cow::Borrowed(bytemuck::cast_slice(self.values));
+        }
+        let mut out = Vec::new();
+        self.dtype.encode(self.values, &mut out);
+        Cow::Owned(out)
+    }
+    fn data_len(&self) -> usize {
+        self.values.len() * self.dtype.bytes()
+    }
+}
+
+/// The metadata of a safetensors output: the run's settings and this utterance's source.
+pub fn metadata(features: &Features, source: &Path, config: &RunConfig) -> HashMap<String, String> {
+    let layers = format!("[{}]", features.layer_indices.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+    HashMap::from([
+        ("subnet".to_string(), config.subnet.to_string()),
+        ("frame_rate".to_string(), config.frame_rate.clone()),
+        ("sample_rate".to_string(), "16000".to_string()),
+        ("source".to_string(), source.display().to_string()),
+        ("layers".to_string(), layers),
+        ("normalize".to_string(), config.normalize.to_string()),
+        ("weights".to_string(), config.weights.clone()),
+        ("math".to_string(), config.math.clone()),
+        ("dtype".to_string(), config.dtype.name().to_string()),
+        ("checkpoint".to_string(), config.checkpoint.name.clone()),
+        ("checkpoint_sha256".to_string(), config.checkpoint.sha256.clone()),
+    ])
+}
+
+fn safetensors_bytes(features: &Features, dtype: Dtype, source: &Path, config: &RunConfig) -> std::io::Result<Vec<u8>> {
+    let tensors: BTreeMap<String, StateView<'_>> = features
+        .layer_indices
+        .iter()
+        .zip(&features.states)
+        .map(|(i, s)| {
+            (format!("hidden_state.{i}"), StateView { shape: [features.frames, features.embed], values: s, dtype })
+        })
+        .collect();
+    safetensors::serialize(tensors, Some(metadata(features, source, config))).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_leaves_nothing_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.npy");
+        let e = write_atomic(&path, false, |f| {
+            f.write_all(b"half")?;
+            Err(std::io::Error::other("disk on fire"))
+        });
+        assert!(e.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_atomic(&path, false, |f| f.write_all(b"one")).unwrap();
+        assert!(matches!(write_atomic(&path, false, |f| f.write_all(b"two")), Err(CorpusError::OutputExists(_))));
+        write_atomic(&path, true, |f| f.write_all(b"three")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"three");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
