@@ -78,6 +78,15 @@ fn layer_selection_and_weighted_sum() {
     let err = model.extract(&subnet, &[&wave], &too_deep).unwrap_err().to_string();
     assert!(err.contains("hidden state 13"), "{err}");
     assert!("1,x".parse::<LayerSelection>().is_err());
+
+    // Counted from the end and ranges resolve against this subnet's 13 states.
+    let relative = ExtractOptions { layers: "last,-13,3-4".parse().unwrap(), ..Default::default() };
+    let some = model.extract(&subnet, &[&wave], &relative).unwrap().remove(0);
+    assert_eq!(some.layer_indices, vec![12, 0, 3, 4]);
+    assert_eq!(some.states, [12, 0, 3, 4].map(|i| all.states[i].clone()));
+    let too_far_back = ExtractOptions { layers: "-14".parse().unwrap(), ..Default::default() };
+    let err = model.extract(&subnet, &[&wave], &too_far_back).unwrap_err().to_string();
+    assert!(err.contains("hidden state -14 does not exist: this subnet has 13 (0 to 12, or -13 to -1)"), "{err}");
 }
 
 #[test]

@@ -85,6 +85,34 @@ fn a_bad_kernel_family_setting_is_a_clear_error() {
 }
 
 #[test]
+fn an_adapter_is_opened_by_its_listed_index() {
+    use lighthubert::gpu::{list_adapters, AdapterChoice, GpuContext, GpuError};
+    let base = AdapterChoice { name_filter: None, ..AdapterChoice::from_env() };
+    let listed = list_adapters(&base).unwrap();
+    assert!(!listed.is_empty());
+    // "k: NAME (Backend, DeviceType)"; describe() starts "NAME (Backend, DeviceType, driver".
+    let opened = |filter: Option<String>| {
+        let ctx = GpuContext::new(&AdapterChoice { name_filter: filter, ..base.clone() }).unwrap_or_else(|e| panic!("{e}"));
+        ctx.describe()
+    };
+    let default = opened(None);
+    for (k, line) in listed.iter().enumerate().take(2) {
+        let (index, rest) = line.split_once(": ").unwrap();
+        assert_eq!(index, k.to_string());
+        let described = opened(Some(format!("#{k}")));
+        assert!(described.starts_with(rest.trim_end_matches(')')), "{line} vs {described}");
+        if k == 0 {
+            assert_eq!(described, default, "index 0 is the adapter opened by default");
+            assert_eq!(opened(Some("0".into())), default);
+        }
+    }
+    let past = listed.len();
+    let err = GpuContext::new(&AdapterChoice { name_filter: Some(past.to_string()), ..base.clone() }).err().unwrap();
+    assert!(matches!(err, GpuError::NoAdapterAtIndex { index, count, .. } if index == past && count == past), "{err}");
+    assert!(err.to_string().contains(&listed[0]), "{err}");
+}
+
+#[test]
 fn a_lost_device_is_an_error_that_says_to_rebuild_never_a_panic() {
     use lighthubert::gpu::{AdapterChoice, GpuContext};
     // A device of its own, destroyed as a driver reset would lose it.

@@ -26,24 +26,46 @@ impl std::str::FromStr for KernelFamily {
     }
 }
 
-/// Which adapter to open. `backends` defaults to what `WGPU_BACKEND` says (all if unset);
-/// `name_filter` is a case-insensitive substring of the adapter name, from
-/// `LIGHTHUBERT_ADAPTER` by default; `kernels` overrides the kernel family the device type
-/// implies (`LIGHTHUBERT_KERNELS=gpu|cpu`: run the GPU forms on lavapipe to test them).
+/// Which adapter to open, from these settings by default ([`AdapterChoice::from_env`]):
+///
+/// - `WGPU_BACKEND`: the backends to look on, comma-separated and case-insensitive:
+///   `vulkan` (`vk`), `metal` (`mtl`), `dx12` (`d3d12`), `gl` (`gles`, `opengl`), `webgpu`,
+///   `primary` (vulkan, metal, dx12, webgpu) and `secondary` (gl). Unset: all of them. Any
+///   other name is an error from [`GpuContext::new`], not a silently empty set.
+/// - `LIGHTHUBERT_ADAPTER`: which of the adapters found to open. `N` or `#N` (a non-negative
+///   integer) is the N-th in preference order, the order [`list_adapters`] prints: real GPUs
+///   before software rasterisers, GL after the other backends, otherwise as the driver lists
+///   them; `0` is the adapter opened by default, and this is the way to choose between two
+///   identical GPUs. Anything else is a case-insensitive substring of the adapter name (the
+///   first match in preference order is opened). Unset: index 0.
+/// - `LIGHTHUBERT_KERNELS=gpu|cpu` overrides the kernel family the device type implies (run
+///   the GPU forms on lavapipe to test them).
 #[derive(Debug, Clone)]
 pub struct AdapterChoice {
     pub backends: wgpu::Backends,
+    /// Why the `WGPU_BACKEND` setting was refused; [`GpuContext::new`] and [`list_adapters`]
+    /// report it. Clear it when setting `backends` yourself over a refused setting.
+    pub backend_error: Option<String>,
+    /// `N`, `#N` or a name substring, as `LIGHTHUBERT_ADAPTER` above.
     pub name_filter: Option<String>,
     pub kernels: Option<String>,
 }
 
 impl AdapterChoice {
     pub fn from_env() -> Self {
-        AdapterChoice {
-            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
-            name_filter: std::env::var("LIGHTHUBERT_ADAPTER").ok().filter(|s| !s.is_empty()),
-            kernels: std::env::var("LIGHTHUBERT_KERNELS").ok().filter(|s| !s.is_empty()),
-        }
+        // An empty variable is how shells unset one for a single command: read it as unset.
+        let setting = |name| std::env::var(name).ok().filter(|s| !s.trim().is_empty());
+        Self::from_settings(setting("WGPU_BACKEND"), setting("LIGHTHUBERT_ADAPTER"), setting("LIGHTHUBERT_KERNELS"))
+    }
+
+    fn from_settings(backend: Option<String>, adapter: Option<String>, kernels: Option<String>) -> Self {
+        let (backends, backend_error) = match backend.as_deref().map(parse_backends) {
+            None => (wgpu::Backends::all(), None),
+            Some(Ok(b)) => (b, None),
+            // Kept for `new` to report: `from_env` cannot fail, and callers build on it.
+            Some(Err(reason)) => (wgpu::Backends::all(), Some(reason)),
+        };
+        AdapterChoice { backends, backend_error, name_filter: adapter, kernels }
     }
 }
 
@@ -51,6 +73,137 @@ impl Default for AdapterChoice {
     fn default() -> Self {
         Self::from_env()
     }
+}
+
+/// A `WGPU_BACKEND` value: the names `wgpu::Backends::from_comma_list` (wgpu 30) knows, and
+/// wgpu's group names. Not that function itself: it skips unknown names with a log warning
+/// and returns an empty set, which later reads as "no adapter found".
+fn parse_backends(setting: &str) -> Result<wgpu::Backends, String> {
+    let mut backends = wgpu::Backends::empty();
+    for item in setting.split(',') {
+        let name = item.trim();
+        // `vulkan,` means vulkan, as it does to wgpu.
+        if name.is_empty() {
+            continue;
+        }
+        backends |= match name.to_lowercase().as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "opengl" | "gles" | "gl" => wgpu::Backends::GL,
+            "webgpu" => wgpu::Backends::BROWSER_WEBGPU,
+            "primary" => wgpu::Backends::PRIMARY,
+            "secondary" => wgpu::Backends::SECONDARY,
+            // wgpu knows it, but it computes nothing and gives no adapter unless enabled.
+            "noop" => return Err("`noop` is wgpu's backend that computes nothing; it cannot run the model".to_string()),
+            _ => return Err(format!("`{name}` is not a backend (expected vulkan, metal, dx12 or gl, comma-separated)")),
+        };
+    }
+    if backends.is_empty() {
+        return Err(format!("`{setting}` names no backend (expected vulkan, metal, dx12 or gl, comma-separated)"));
+    }
+    Ok(backends)
+}
+
+/// `backends` as a person reads it: "vulkan, gl", "all" or "none".
+fn backend_names(backends: wgpu::Backends) -> String {
+    if backends == wgpu::Backends::all() {
+        return "all".to_string();
+    }
+    if backends.is_empty() {
+        return "none".to_string();
+    }
+    wgpu::Backend::ALL
+        .iter()
+        .filter(|&&b| backends.contains(b.into()))
+        .map(|b| b.to_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What choosing and listing adapters need of one: a type tests build without a GPU.
+#[derive(Debug, Clone)]
+struct Described {
+    name: String,
+    backend: wgpu::Backend,
+    device_type: wgpu::DeviceType,
+}
+
+impl Described {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let i = adapter.get_info();
+        Described { name: i.name, backend: i.backend, device_type: i.device_type }
+    }
+
+    /// Real GPUs over software rasterisers, then Vulkan/Metal/DX12 over GL.
+    fn preference(&self) -> (u8, bool) {
+        (device_rank(self.device_type), self.backend == wgpu::Backend::Gl)
+    }
+
+    fn line(&self, index: usize) -> String {
+        format!("{index}: {} ({:?}, {:?})", self.name, self.backend, self.device_type)
+    }
+}
+
+/// Adapters in preference order. The sort is stable, so equally preferred adapters (two
+/// identical GPUs) keep the order the driver lists them in and an index names the same one
+/// from run to run.
+fn in_preference_order<T>(mut adapters: Vec<(T, Described)>) -> Vec<(T, Described)> {
+    adapters.sort_by_key(|(_, d)| d.preference());
+    adapters
+}
+
+fn available(ordered: &[Described]) -> String {
+    ordered.iter().enumerate().map(|(k, d)| d.line(k)).collect::<Vec<_>>().join("; ")
+}
+
+/// Which of `ordered` (in preference order, not empty) `filter` names: see [`AdapterChoice`].
+fn pick(filter: Option<&str>, ordered: &[Described]) -> Result<usize, GpuError> {
+    let Some(filter) = filter else { return Ok(0) };
+    let trimmed = filter.trim();
+    let digits = trimmed.strip_prefix('#').unwrap_or(trimmed);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a usize is out of range all the same.
+        let index = digits.parse().unwrap_or(usize::MAX);
+        if index >= ordered.len() {
+            return Err(GpuError::NoAdapterAtIndex { index, count: ordered.len(), available: available(ordered) });
+        }
+        return Ok(index);
+    }
+    if trimmed.starts_with('#') {
+        return Err(GpuError::BadSetting {
+            name: "LIGHTHUBERT_ADAPTER",
+            reason: format!("`{filter}` is not an adapter index (expected N or #N, or part of an adapter's name)"),
+        });
+    }
+    let needle = filter.to_lowercase();
+    ordered
+        .iter()
+        .position(|d| d.name.to_lowercase().contains(&needle))
+        .ok_or_else(|| GpuError::NoMatchingAdapter { filter: filter.to_string(), available: available(ordered) })
+}
+
+/// The adapters `choice.backends` offers, in preference order.
+fn ordered_adapters(choice: &AdapterChoice) -> Result<Vec<(wgpu::Adapter, Described)>, GpuError> {
+    if let Some(reason) = &choice.backend_error {
+        return Err(GpuError::BadSetting { name: "WGPU_BACKEND", reason: reason.clone() });
+    }
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = choice.backends;
+    let instance = wgpu::Instance::new(desc);
+    let adapters = pollster::block_on(instance.enumerate_adapters(choice.backends));
+    let described = adapters.into_iter().map(|a| {
+        let d = Described::of(&a);
+        (a, d)
+    });
+    Ok(in_preference_order(described.collect()))
+}
+
+/// The adapters `choice` can open, one line each in preference order: `0: NAME (Backend,
+/// DeviceType)`, where the leading number is what `LIGHTHUBERT_ADAPTER=N` takes. Empty when
+/// none is found; an error where `choice.backend_error` is set.
+pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<String>, GpuError> {
+    Ok(ordered_adapters(choice)?.iter().enumerate().map(|(k, (_, d))| d.line(k)).collect())
 }
 
 /// What went up to the GPU. Switching subnets must leave the weight counters untouched.
@@ -121,38 +274,18 @@ fn device_rank(t: wgpu::DeviceType) -> u8 {
 
 impl GpuContext {
     pub fn new(choice: &AdapterChoice) -> Result<Self, GpuError> {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = choice.backends;
-        let instance = wgpu::Instance::new(desc);
-        let mut adapters = pollster::block_on(instance.enumerate_adapters(choice.backends));
-        if adapters.is_empty() {
-            return Err(GpuError::NoAdapter { backends: format!("{:?}", choice.backends) });
-        }
-        if let Some(filter) = &choice.name_filter {
-            let needle = filter.to_lowercase();
-            let available = adapters
-                .iter()
-                .map(|a| {
-                    let i = a.get_info();
-                    format!("{} ({:?})", i.name, i.backend)
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
-            if adapters.is_empty() {
-                return Err(GpuError::NoMatchingAdapter { filter: filter.clone(), available });
-            }
-        }
-        // Prefer real GPUs over software rasterisers, then Vulkan/Metal/DX12 over GL.
-        adapters.sort_by_key(|a| {
-            let i = a.get_info();
-            (device_rank(i.device_type), i.backend == wgpu::Backend::Gl)
-        });
+        // Settings first: a mistyped one is the thing to fix, whatever the adapters are.
         let family = match &choice.kernels {
             None => None,
             Some(v) => Some(v.parse().map_err(|reason| GpuError::BadSetting { name: "LIGHTHUBERT_KERNELS", reason })?),
         };
-        let adapter = adapters.swap_remove(0);
+        let mut adapters = ordered_adapters(choice)?;
+        if adapters.is_empty() {
+            return Err(GpuError::NoAdapter { backends: backend_names(choice.backends) });
+        }
+        let described: Vec<Described> = adapters.iter().map(|(_, d)| d.clone()).collect();
+        let k = pick(choice.name_filter.as_deref(), &described)?;
+        let (adapter, _) = adapters.swap_remove(k);
         Self::from_adapter(adapter, family)
     }
 
@@ -468,4 +601,132 @@ pub fn host_vec<T>(what: &str, len: usize) -> Result<Vec<T>, GpuError> {
         bytes: (len as u64).saturating_mul(std::mem::size_of::<T>() as u64),
     })?;
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wgpu::{Backend, Backends, DeviceType};
+
+    fn settings(backend: &str) -> AdapterChoice {
+        AdapterChoice::from_settings(Some(backend.to_string()), None, None)
+    }
+
+    #[test]
+    fn wgpu_backend_takes_wgpu_spellings() {
+        let cases = [
+            ("vulkan", Backends::VULKAN),
+            ("VK", Backends::VULKAN),
+            ("Metal, mtl", Backends::METAL),
+            ("dx12", Backends::DX12),
+            ("d3d12", Backends::DX12),
+            ("gl", Backends::GL),
+            ("gles", Backends::GL),
+            ("OpenGL", Backends::GL),
+            ("webgpu", Backends::BROWSER_WEBGPU),
+            ("primary", Backends::PRIMARY),
+            ("secondary", Backends::GL),
+            ("vulkan, gl", Backends::VULKAN | Backends::GL),
+            ("vulkan,", Backends::VULKAN),
+        ];
+        for (setting, want) in cases {
+            let choice = settings(setting);
+            assert_eq!(choice.backends, want, "{setting}");
+            assert!(choice.backend_error.is_none(), "{setting}");
+        }
+        let unset = AdapterChoice::from_settings(None, None, None);
+        assert_eq!(unset.backends, Backends::all());
+        assert!(unset.backend_error.is_none());
+    }
+
+    #[test]
+    fn an_unknown_backend_is_an_error_not_an_empty_set() {
+        assert_eq!(
+            parse_backends("cuda").unwrap_err(),
+            "`cuda` is not a backend (expected vulkan, metal, dx12 or gl, comma-separated)"
+        );
+        assert!(parse_backends("vulkan,cuda").unwrap_err().starts_with("`cuda` is not a backend"));
+        assert!(parse_backends(" , ").unwrap_err().contains("names no backend"));
+        assert!(parse_backends("noop").unwrap_err().contains("computes nothing"));
+        // Reported where a context is opened or adapters are listed, before any adapter is
+        // looked for (so this needs no GPU).
+        let choice = settings("cuda");
+        for e in [GpuContext::new(&choice).err().unwrap(), list_adapters(&choice).unwrap_err()] {
+            assert!(matches!(e, GpuError::BadSetting { name: "WGPU_BACKEND", .. }), "{e:?}");
+            assert_eq!(e.to_string(), "WGPU_BACKEND: `cuda` is not a backend (expected vulkan, metal, dx12 or gl, comma-separated)");
+        }
+    }
+
+    #[test]
+    fn backends_print_by_name() {
+        assert_eq!(backend_names(Backends::VULKAN | Backends::GL), "vulkan, gl");
+        assert_eq!(backend_names(Backends::METAL), "metal");
+        assert_eq!(backend_names(Backends::all()), "all");
+        assert_eq!(backend_names(Backends::empty()), "none");
+        let e = GpuError::NoAdapter { backends: backend_names(Backends::VULKAN | Backends::GL) };
+        assert!(e.to_string().starts_with("no GPU adapter found for backends vulkan, gl "), "{e}");
+    }
+
+    fn described(name: &str, backend: Backend, device_type: DeviceType) -> ((), Described) {
+        ((), Described { name: name.to_string(), backend, device_type })
+    }
+
+    /// As a driver might list them: a software rasteriser first, two identical GPUs, GL.
+    fn listed() -> Vec<Described> {
+        in_preference_order(vec![
+            described("llvmpipe", Backend::Vulkan, DeviceType::Cpu),
+            described("NVIDIA H100", Backend::Gl, DeviceType::DiscreteGpu),
+            described("NVIDIA H100", Backend::Vulkan, DeviceType::DiscreteGpu),
+            described("Intel UHD", Backend::Vulkan, DeviceType::IntegratedGpu),
+            described("NVIDIA H100", Backend::Vulkan, DeviceType::DiscreteGpu),
+        ])
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect()
+    }
+
+    #[test]
+    fn adapters_are_ordered_by_preference_and_stably() {
+        let lines: Vec<String> = listed().iter().enumerate().map(|(k, d)| d.line(k)).collect();
+        assert_eq!(
+            lines,
+            [
+                "0: NVIDIA H100 (Vulkan, DiscreteGpu)",
+                "1: NVIDIA H100 (Vulkan, DiscreteGpu)",
+                "2: NVIDIA H100 (Gl, DiscreteGpu)",
+                "3: Intel UHD (Vulkan, IntegratedGpu)",
+                "4: llvmpipe (Vulkan, Cpu)",
+            ]
+        );
+        // Stable: the two identical Vulkan GPUs keep the driver's order (list positions 2, 4).
+        let tagged = in_preference_order(vec![
+            (2, Described { name: "NVIDIA H100".into(), backend: Backend::Vulkan, device_type: DeviceType::DiscreteGpu }),
+            (4, Described { name: "NVIDIA H100".into(), backend: Backend::Vulkan, device_type: DeviceType::DiscreteGpu }),
+        ]);
+        assert_eq!(tagged.iter().map(|(t, _)| *t).collect::<Vec<_>>(), [2, 4]);
+    }
+
+    #[test]
+    fn an_adapter_is_picked_by_index_or_name() {
+        let ordered = listed();
+        assert_eq!(pick(None, &ordered).unwrap(), 0);
+        assert_eq!(pick(Some("1"), &ordered).unwrap(), 1);
+        assert_eq!(pick(Some("#1"), &ordered).unwrap(), 1);
+        assert_eq!(pick(Some(" #4 "), &ordered).unwrap(), 4);
+        assert_eq!(pick(Some("intel"), &ordered).unwrap(), 3);
+        assert_eq!(pick(Some("h100"), &ordered).unwrap(), 0);
+        assert_eq!(pick(Some("LLVM"), &ordered).unwrap(), 4);
+
+        let e = pick(Some("#5"), &ordered).unwrap_err();
+        assert!(matches!(e, GpuError::NoAdapterAtIndex { index: 5, count: 5, .. }), "{e:?}");
+        let message = e.to_string();
+        assert!(message.starts_with("there is no GPU adapter 5: 5 found; available: 0: NVIDIA H100 (Vulkan, DiscreteGpu); 1: "), "{message}");
+        assert!(message.ends_with("; 4: llvmpipe (Vulkan, Cpu)"), "{message}");
+        assert!(matches!(pick(Some("99999999999999999999999"), &ordered), Err(GpuError::NoAdapterAtIndex { .. })));
+
+        let e = pick(Some("radeon"), &ordered).unwrap_err();
+        assert!(matches!(&e, GpuError::NoMatchingAdapter { filter, .. } if filter == "radeon"), "{e:?}");
+        assert!(e.to_string().contains("available: 0: NVIDIA H100 (Vulkan, DiscreteGpu); "), "{e}");
+        assert!(matches!(pick(Some("#x"), &ordered), Err(GpuError::BadSetting { name: "LIGHTHUBERT_ADAPTER", .. })));
+    }
 }

@@ -8,7 +8,7 @@ mod profile;
 mod stream;
 mod weights;
 
-pub use context::{host_vec, AdapterChoice, Counters, GpuContext, KernelFamily};
+pub use context::{host_vec, list_adapters, AdapterChoice, Counters, GpuContext, KernelFamily};
 pub use pipelines::{Kernel, ShaderFile, SHADER_FILES};
 pub use pool::Arena;
 pub use profile::{DispatchTiming, KernelSummary, Profile};
@@ -23,6 +23,9 @@ pub enum GpuError {
     NoAdapter { backends: String },
     #[error("no GPU adapter matches `{filter}`; available: {available}")]
     NoMatchingAdapter { filter: String, available: String },
+    /// `LIGHTHUBERT_ADAPTER=N` past the end of the list; `available` numbers the adapters.
+    #[error("there is no GPU adapter {index}: {count} found; available: {available}")]
+    NoAdapterAtIndex { index: usize, count: usize, available: String },
     #[error("could not open the GPU device on {adapter}: {reason}")]
     RequestDevice { adapter: String, reason: String },
     #[error("reading results back from the GPU failed: {0}")]
