@@ -63,8 +63,13 @@ pub fn supernet_of(src: &Source) -> Result<Supernet, CliError> {
     Supernet::from_config(&src.ckpt.config).map_err(|source| CliError::Subnet { label: src.label.clone(), source })
 }
 
-/// `--subnet`: an existing file is read as the authors' JSON; anything else is a preset.
+/// `--subnet`: a preset name (`default`, `min`, `max`, `random:SEED`) is always the preset,
+/// even where a file of that name exists (`./min` names the file); anything else is a JSON
+/// file in the authors' format.
 pub fn resolve_subnet(supernet: &Supernet, spec: &str) -> Result<Subnet, CliError> {
+    if spec.parse::<Preset>().is_ok() {
+        return supernet.subnet(spec).map_err(|source| CliError::Subnet { label: spec.to_string(), source });
+    }
     let path = Path::new(spec);
     if path.is_file() {
         let text = std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?;

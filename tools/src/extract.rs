@@ -237,8 +237,8 @@ fn layout(args: &ExtractArgs, inputs: &Inputs, out: &Path) -> Result<Layout, Cli
             }
             return Ok(Layout::File { path: out.to_path_buf(), format: ext_format });
         }
-        if let Some(ext) = out.extension().and_then(|e| e.to_str()) {
-            if !out.exists() {
+        if let Some(ext) = out.extension().and_then(|e| e.to_str())
+            && !out.exists() {
                 return Err(CliError::output(
                     out,
                     format!(
@@ -246,7 +246,6 @@ fn layout(args: &ExtractArgs, inputs: &Inputs, out: &Path) -> Result<Layout, Cli
                     ),
                 ));
             }
-        }
     }
     Ok(Layout::Files(format.unwrap_or(Format::Npy)))
 }

@@ -20,6 +20,7 @@ use tempfile::TempDir;
 // Helpers
 
 mod common;
+use common::{files_in, speech, write_wav};
 
 /// A private XDG_RUNTIME_DIR for the children (Mesa warns on stderr without one).
 fn runtime_dir() -> &'static Path {
@@ -67,30 +68,6 @@ fn assert_one_line_error(o: &Output, needle: &str, problem: &str) -> String {
     err
 }
 
-/// Every file under `dir`, recursively.
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_in(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// "Speech": the bundled clip from `start` seconds for `seconds`, as 16 kHz f32.
-fn speech(start: f64, seconds: f64) -> Vec<f32> {
-    let mut r = hound::WavReader::new(std::io::Cursor::new(bundled::CLIP)).unwrap();
-    let all: Vec<f32> = r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).collect();
-    let a = (start * 16_000.0) as usize;
-    all[a..a + (seconds * 16_000.0) as usize].to_vec()
-}
 
 /// A test signal at any rate: a few harmonics under 4 kHz with a slow envelope.
 fn tones(rate: u32, seconds: f64) -> Vec<f32> {
@@ -104,29 +81,6 @@ fn tones(rate: u32, seconds: f64) -> Vec<f32> {
             (0.2 * env * x) as f32
         })
         .collect()
-}
-
-/// Writes `channels[c][i]` as a WAV of the given encoding.
-fn write_wav(path: &Path, rate: u32, bits: u16, float: bool, channels: &[Vec<f32>]) {
-    let spec = hound::WavSpec {
-        channels: channels.len() as u16,
-        sample_rate: rate,
-        bits_per_sample: bits,
-        sample_format: if float { hound::SampleFormat::Float } else { hound::SampleFormat::Int },
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    let full = (1i64 << (bits - 1)) as f64;
-    for i in 0..channels[0].len() {
-        for c in channels {
-            if float {
-                w.write_sample(c[i]).unwrap();
-            } else {
-                w.write_sample(((c[i] as f64 * full).round() as i64).clamp(-(full as i64), full as i64 - 1) as i32)
-                    .unwrap();
-            }
-        }
-    }
-    w.finalize().unwrap();
 }
 
 fn data(name: &str) -> PathBuf {

@@ -122,7 +122,7 @@ impl LinearForm {
     /// Whether every x and weight offset the kernel computes is a multiple of 4 floats, so the
     /// depth can be read as vec4 (and a chunked column map never splits a vec4).
     pub fn vec4_aligned(input: &LinearInput, w: &WeightSlice) -> bool {
-        let cols_ok = w.cols == IndexMap::PREFIX || (w.cols.chunk % 4 == 0 && w.cols.chunk_stride % 4 == 0);
+        let cols_ok = w.cols == IndexMap::PREFIX || (w.cols.chunk.is_multiple_of(4) && w.cols.chunk_stride.is_multiple_of(4));
         cols_ok && [input.depth, input.row_stride, input.batch_stride, w.row_stride].iter().all(|v| v % 4 == 0)
     }
 

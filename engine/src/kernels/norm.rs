@@ -41,7 +41,7 @@ pub enum LayerNormForm {
 
 impl LayerNormForm {
     pub fn for_device(ctx: &crate::gpu::GpuContext, width: u32) -> Self {
-        if ctx.kernel_family == KernelFamily::Cpu && width % 4 == 0 {
+        if ctx.kernel_family == KernelFamily::Cpu && width.is_multiple_of(4) {
             LayerNormForm::Rowwise
         } else {
             LayerNormForm::Cooperative
@@ -79,7 +79,7 @@ pub fn layer_norm_as(
     gelu: bool,
     y: &wgpu::Buffer,
 ) {
-    assert!(form != LayerNormForm::Rowwise || width % 4 == 0, "layer_norm_rowwise reads whole vec4s");
+    assert!(form != LayerNormForm::Rowwise || width.is_multiple_of(4), "layer_norm_rowwise reads whole vec4s");
     let flags = if residual.is_some() { FLAG_RESIDUAL } else { 0 } | if gelu { FLAG_GELU } else { 0 };
     let empty = stream.context().empty.clone();
     let (kernel, rows_per_group) = match form {

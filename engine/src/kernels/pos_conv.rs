@@ -53,7 +53,7 @@ impl PosConvForm {
 
     /// Whether the subnet's and the supernet's group sizes are multiples of 4.
     pub fn tiled_fits(shape: PosConvShape, channels: u32) -> bool {
-        channels % shape.groups == 0 && (channels / shape.groups) % 4 == 0 && shape.full_group_size() % 4 == 0
+        channels.is_multiple_of(shape.groups) && (channels / shape.groups).is_multiple_of(4) && shape.full_group_size().is_multiple_of(4)
     }
 }
 

@@ -469,6 +469,31 @@ mod tests {
         riff(7, 8, 1, &[0xFF, 0x8F, 0x0F, 0x9F], &0u16.to_le_bytes())
     }
 
+    /// A compressed file cut short is an error that says so, never shorter audio.
+    #[test]
+    fn cut_files_are_truncated_not_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+        for name in ["speech-22k-stereo.flac", "speech-24k.ogg", "speech-44k.mp3"] {
+            let whole = std::fs::read(data.join(name)).unwrap();
+            assert!(read_mono(&data.join(name)).is_ok(), "{name} whole");
+            let cut = dir.path().join(format!("cut-{name}"));
+            std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+            match read_mono(&cut) {
+                Err(AudioError::Truncated { expected, decoded, .. }) => {
+                    assert!(decoded < expected, "{name}: {decoded} of {expected}");
+                }
+                // symphonia's Ogg reader seeks the last page for the length: without it the file
+                // does not open at all.
+                Err(AudioError::Unreadable { .. }) if name.ends_with(".ogg") => {}
+                other => panic!("{name} cut in half: {:?}", other.map(|a| a.samples.len())),
+            }
+        }
+        let cut = dir.path().join("cut-speech-22k-stereo.flac");
+        let e = read_mono(&cut).unwrap_err().to_string();
+        assert!(e.contains("cut-speech-22k-stereo.flac") && e.contains("truncated"), "{e}");
+    }
+
     #[test]
     fn names_what_is_wrong() {
         let dir = tempfile::tempdir().unwrap();

@@ -291,17 +291,15 @@ impl Plan {
         refuse_inputs(inputs, existing.iter().map(PathBuf::as_path))?;
         let state = StateDir::new(&self.options.out, self.options.shard);
         let saved = if self.options.out.is_dir() { state.read_config()? } else { None };
-        if let (Some(saved), false) = (&saved, self.options.force) {
-            if let Some((field, ours, theirs)) = self.config.difference(saved) {
+        if let (Some(saved), false) = (&saved, self.options.force)
+            && let Some((field, ours, theirs)) = self.config.difference(saved) {
                 return Err(CorpusError::ConfigMismatch { path: state.config_path(), field, ours, theirs });
             }
-        }
         let ours = saved.is_some_and(|s| self.config.difference(&s).is_none());
-        if !ours && !self.options.force {
-            if let Some(p) = existing.first() {
+        if !ours && !self.options.force
+            && let Some(p) = existing.first() {
                 return Err(CorpusError::OutputExists(p.clone()));
             }
-        }
         self.open_state()
     }
 
@@ -415,13 +413,11 @@ fn refuse_inputs<'a>(inputs: &Inputs, outputs: impl Iterator<Item = &'a Path>) -
     let by_name: HashMap<&std::ffi::OsStr, ()> = outputs.iter().filter_map(|p| p.file_name()).map(|n| (n, ())).collect();
     for u in &inputs.utterances {
         // Canonicalising only inputs whose file name matches keeps a 300k-file check cheap.
-        if u.path.file_name().is_some_and(|n| by_name.contains_key(n)) {
-            if let Ok(c) = std::fs::canonicalize(&u.path) {
-                if wanted.contains(&c) {
+        if u.path.file_name().is_some_and(|n| by_name.contains_key(n))
+            && let Ok(c) = std::fs::canonicalize(&u.path)
+                && wanted.contains(&c) {
                     return Err(CorpusError::OutputIsInput(u.path.clone()));
                 }
-            }
-        }
     }
     Ok(())
 }
