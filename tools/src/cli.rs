@@ -76,6 +76,9 @@ pub enum Command {
     /// The first search on a device measures its latency table (per-kernel timings of every
     /// layer shape; seconds to minutes) and saves it; later searches reuse it.
     Search(SearchArgs),
+    /// List the GPU adapters this machine offers, numbered as LIGHTHUBERT_ADAPTER=N picks them
+    /// (two identical GPUs differ only by their number). Honours WGPU_BACKEND.
+    Adapters,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lighthubert::checkpoint::Checkpoint;
-use lighthubert::gpu::{AdapterChoice, GpuContext};
+use lighthubert::gpu::{AdapterChoice, GpuContext, GpuError};
 use lighthubert::model::min_samples;
 use lighthubert::supernet::Supernet;
 use lighthubert::{ExtractOptions, LayerSelection, LightHubert, Preset, SearchSpace, Subnet};
@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Some(Command::Subnet(args)) => subnet(args),
         Some(Command::Profile(args)) => crate::profile::profile(args),
         Some(Command::Search(args)) => crate::search::search(args),
+        Some(Command::Adapters) => adapters(),
     }
 }
 
@@ -290,6 +291,22 @@ fn compress(items: &[String]) -> String {
         i = j;
     }
     out.join(" ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// adapters
+
+fn adapters() -> Result<(), CliError> {
+    let choice = AdapterChoice::from_env();
+    let lines = lighthubert::gpu::list_adapters(&choice)?;
+    if lines.is_empty() {
+        return Err(GpuError::NoAdapter { backends: "the backends WGPU_BACKEND allows".into() }.into());
+    }
+    for line in lines {
+        say!("{line}");
+    }
+    say!("(the first is the default; LIGHTHUBERT_ADAPTER=N picks another, or a part of its name)");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

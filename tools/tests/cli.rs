@@ -466,6 +466,46 @@ fn bad_options_fail_with_one_line() {
 // info, subnet, the demo
 
 #[test]
+fn adapters_are_numbered_and_settings_are_checked_before_any_work() {
+    let o = lighthubert(&[&"adapters"]);
+    assert_ok(&o);
+    assert!(stdout(&o).starts_with("0: "), "{}", stdout(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_lighthubert"))
+        .args(["adapters"])
+        .env("XDG_RUNTIME_DIR", runtime_dir())
+        .env("WGPU_BACKEND", "cuda")
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "WGPU_BACKEND", "`cuda` is not a backend (expected vulkan");
+
+    // A folder that takes no file is refused before the model loads (as root, /proc/self).
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("a.wav");
+    write_wav(&input, 16_000, 16, false, &[speech(0.5, 0.5)]);
+    let o = lighthubert(&[&"extract", &input, &"--out", &"/proc/self/"]);
+    assert_one_line_error(&o, "/proc/self", "cannot write here");
+    assert!(!stdout(&o).contains("adapter"), "{}", stdout(&o));
+
+    // A file named like a preset does not replace the preset.
+    let o = Command::new(env!("CARGO_BIN_EXE_lighthubert"))
+        .args(["extract", "--subnet", "min", "a.wav", "--out", "a.npy"])
+        .current_dir(dir.path())
+        .env("XDG_RUNTIME_DIR", runtime_dir())
+        .output()
+        .unwrap();
+    std::fs::write(dir.path().join("min"), "{not json").unwrap();
+    assert_ok(&o);
+    let o = Command::new(env!("CARGO_BIN_EXE_lighthubert"))
+        .args(["extract", "--subnet", "min", "a.wav", "--out", "b.npy"])
+        .current_dir(dir.path())
+        .env("XDG_RUNTIME_DIR", runtime_dir())
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    assert_eq!(std::fs::read(dir.path().join("a.npy")).unwrap(), std::fs::read(dir.path().join("b.npy")).unwrap());
+}
+
+#[test]
 fn info_describes_a_checkpoint() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join(bundled::CHECKPOINT_NAME);

@@ -312,6 +312,15 @@ fn outputs_never_replace_inputs_and_other_settings_are_refused() {
     }
 
     make_corpus(&dir.path().join("corpus"), 3);
+    // Someone's own fairseq dump in the folder: refused, and the folder is not claimed.
+    std::fs::create_dir_all(dir.path().join("dump")).unwrap();
+    std::fs::write(dir.path().join("dump/x_0_1.len"), "precious").unwrap();
+    let o = run(dir.path(), &[&"extract", &"corpus", &"--out", &"dump", &"--layers", &"3", &"--layout", &"fairseq", &"--split", &"x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("x_0_1.len: already exists"), "{}", text(&o.stderr));
+    assert!(!dir.path().join("dump/lighthubert-run").exists());
+    assert_eq!(std::fs::read(dir.path().join("dump/x_0_1.len")).unwrap(), b"precious");
+
     assert_ok(&run(dir.path(), &[&"extract", &"corpus", &"--out", &"feats", &"--layers", &"0"]));
     let o = run(dir.path(), &[&"extract", &"corpus", &"--out", &"feats", &"--layers", &"1"]);
     assert_eq!(o.status.code(), Some(1));
@@ -320,4 +329,41 @@ fn outputs_never_replace_inputs_and_other_settings_are_refused() {
     let o = run(dir.path(), &[&"extract", &"corpus", &"--out", &"feats", &"--layers", &"1", &"--force"]);
     assert_ok(&o);
     assert!(text(&o.stdout).contains("done: 3 file(s) extracted, 0 done before"), "{}", text(&o.stdout));
+}
+
+#[test]
+fn a_fairseq_shard_stopped_by_a_signal_resumes_to_the_same_bytes() {
+    let dir = TempDir::new().unwrap();
+    let n = 30;
+    make_corpus(&dir.path().join("corpus"), n);
+    let args = |out: &'static str| {
+        ["extract", "corpus", "--out", out, "--layers", "5", "--layout", "fairseq", "--split", "train", "--batch-size", "1"]
+    };
+    let straight = args("straight");
+    let refs: Vec<&dyn AsRef<std::ffi::OsStr>> = straight.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
+    assert_ok(&run(dir.path(), &refs));
+
+    let resumed = args("resumed");
+    let refs: Vec<&dyn AsRef<std::ffi::OsStr>> = resumed.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
+    let index = dir.path().join("resumed/lighthubert-run/index-0-of-1.jsonl");
+    let o = interrupt(dir.path(), &refs, &index, 4, libc::SIGINT);
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
+    // Until the shard is complete only its *.partial files exist: nothing under the final names.
+    assert!(!dir.path().join("resumed/train_0_1.npy").exists());
+    assert!(dir.path().join("resumed/train_0_1.npy.partial").exists());
+    let o = run(dir.path(), &refs);
+    assert_ok(&o);
+    assert!(text(&o.stdout).contains("done before"), "{}", text(&o.stdout));
+    for f in ["train_0_1.npy", "train_0_1.len"] {
+        let (a, b) = (std::fs::read(dir.path().join("straight").join(f)).unwrap(), std::fs::read(dir.path().join("resumed").join(f)).unwrap());
+        assert!(a == b, "{f}: the resumed shard differs from the uninterrupted one");
+    }
+    assert!(partial_files(&dir.path().join("resumed")).is_empty());
+    let rows: Vec<u64> = std::fs::read_to_string(&index)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows.len(), n);
+    assert!(rows.windows(2).all(|w| w[0] < w[1]), "rows follow the manifest order: {rows:?}");
 }

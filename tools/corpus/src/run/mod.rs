@@ -265,7 +265,8 @@ impl Plan {
     }
 
     fn plan_files(&mut self, inputs: &Inputs, format: Format) -> Result<(), CorpusError> {
-        let ours = self.open_state_checked(inputs, |plan, u| plan.output_of(u, format))?;
+        let outputs = self.utterances.iter().map(|u| self.output_of(u, format)).collect();
+        let ours = self.open_state_checked(inputs, outputs)?;
         if ours && !self.options.force {
             let state = self.state.as_ref().expect("state opened");
             let done = state::read_all_indexes(state)?;
@@ -281,13 +282,8 @@ impl Plan {
 
     /// Opens the state folder; before the folder is ours, an existing output is refused
     /// without `--force`, and never may one replace an input.
-    fn open_state_checked(
-        &mut self,
-        inputs: &Inputs,
-        outputs_of: impl Fn(&Self, &Utterance) -> Vec<PathBuf>,
-    ) -> Result<bool, CorpusError> {
-        let existing: Vec<PathBuf> =
-            self.utterances.iter().flat_map(|u| outputs_of(self, u)).filter(|p| p.exists()).collect();
+    fn open_state_checked(&mut self, inputs: &Inputs, outputs: Vec<PathBuf>) -> Result<bool, CorpusError> {
+        let existing: Vec<PathBuf> = outputs.into_iter().filter(|p| p.exists()).collect();
         refuse_inputs(inputs, existing.iter().map(PathBuf::as_path))?;
         let state = StateDir::new(&self.options.out, self.options.shard);
         let saved = if self.options.out.is_dir() { state.read_config()? } else { None };
@@ -303,8 +299,8 @@ impl Plan {
         self.open_state()
     }
 
-    fn output_of(&self, u: &Utterance, format: Format) -> Vec<PathBuf> {
-        vec![self.options.out.join(format!("{}.{}", u.id, format.extension()))]
+    fn output_of(&self, u: &Utterance, format: Format) -> PathBuf {
+        self.options.out.join(format!("{}.{}", u.id, format.extension()))
     }
 
     fn plan_fairseq(&mut self, inputs: &Inputs, split: &str) -> Result<(), CorpusError> {
@@ -318,14 +314,8 @@ impl Plan {
             return Err(CorpusError::Usage(format!("--split `{split}`: a split name is a plain file-name part, such as train")));
         }
         let (npy, len) = fairseq::shard_files(&self.options.out, split, self.options.shard);
-        let ours = self.open_state_checked(inputs, |_, _| Vec::new())?;
         let finals_exist = npy.exists() || len.exists();
-        if finals_exist {
-            refuse_inputs(inputs, [npy.as_path(), len.as_path()].into_iter())?;
-            if !ours && !self.options.force {
-                return Err(CorpusError::OutputExists(if npy.exists() { npy } else { len }));
-            }
-        }
+        self.open_state_checked(inputs, vec![npy.clone(), len.clone()])?;
         self.replace = true;
         if self.options.force {
             return Ok(());
