@@ -36,6 +36,18 @@ die() {
 }
 
 [ "$(id -u)" -eq 0 ] || die "run as root: it installs and starts Slurm daemons"
+
+# --- packages ------------------------------------------------------------------------------
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+missing=()
+for p in slurmctld slurmd slurm-client munge; do installed "$p" || missing+=("$p"); done
+command -v python3 >/dev/null || missing+=(python3)
+command -v pgrep >/dev/null || missing+=(procps)
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+fi
 for d in slurmctld slurmd; do
     if pid=$(pgrep -x "$d"); then
         die "a $d is already running (pid $pid); this test starts its own single-node cluster"
@@ -80,24 +92,17 @@ cleanup() {
         exit 0
     fi
     say "work folder kept: $WORK (job logs in $LOGS, daemon logs in $STATE)"
-    say "FAIL (${#FAILED[@]} check(s) failed, exit $rc):"
-    for f in "${FAILED[@]}"; do say "  - $f"; done
+    if [ ${#FAILED[@]} -eq 0 ]; then
+        say "FAIL: stopped by an unexpected error (exit $rc), see above"
+    else
+        say "FAIL (${#FAILED[@]} check(s) failed):"
+        for f in "${FAILED[@]}"; do say "  - $f"; done
+    fi
     exit 1
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# --- packages ------------------------------------------------------------------------------
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-missing=()
-for p in slurmctld slurmd slurm-client munge; do installed "$p" || missing+=("$p"); done
-command -v python3 >/dev/null || missing+=(python3)
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
-fi
 
 # --- the program, a corpus and the reference run ---------------------------------------------
 BIN=${LIGHTHUBERT_BIN:-target/debug/lighthubert}
@@ -144,14 +149,16 @@ if [ ! -s /etc/munge/munge.key ]; then
     chmod 400 /etc/munge/munge.key
 fi
 if ! munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
+    # As its own user, as the package's service runs it (as root it needs --force and warns).
     mkdir -p /run/munge /var/lib/munge /var/log/munge
-    munged --force --pid-file="$STATE/munged.pid"
-    MUNGED_PID=$(cat "$STATE/munged.pid")
+    chown -R munge:munge /run/munge /var/lib/munge /var/log/munge
+    runuser -u munge -- munged
+    MUNGED_PID=$(cat /run/munge/munged.pid)
     munge -n </dev/null | unmunge >/dev/null || die "munged does not answer"
 fi
 
 HOST=$(hostname -s)
-MEM=$(free -m | awk '/^Mem:/ { print $2 }')
+MEM=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo) # free -m's total
 REAL_MEMORY=$((MEM * 9 / 10 < 8000 ? MEM * 9 / 10 : 8000))
 mkdir -p /etc/slurm
 [ -f "$CONF" ] && cp -p "$CONF" "$WORK/slurm.conf.orig"
@@ -274,6 +281,7 @@ show_log "${JOB2}_1"
 check "the cancelled task's program got SIGTERM and stopped cleanly" in_log "${JOB2}_1" "interrupted by SIGTERM: $K of $N1 file(s) done"
 state=$(scontrol -o show job "${JOB2}_1" 2>/dev/null || true)
 if [ -n "$state" ]; then
+    say "slurm says: $(grep -o 'JobState=[^ ]*\|ExitCode=[^ ]*' <<<"$state" | tr '\n' ' ')"
     check "the cancelled task exited 143 (ExitCode=143:0, CANCELLED)" \
         grep -q 'JobState=CANCELLED .*ExitCode=143:0' <<<"$state"
 fi
