@@ -29,6 +29,7 @@ T_START = time.perf_counter()  # before the heavy imports: they are part of a sc
 import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 import wave  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -84,6 +85,8 @@ def main() -> None:
     if args.corpus is None or args.out is None:
         ap.error("--corpus and --out are required (or --check)")
 
+    # The authors' code calls torch.nn.utils.weight_norm, which newer torch flags as deprecated.
+    warnings.filterwarnings("ignore", message=".*weight_norm.*", category=FutureWarning)
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("bench_corpus_pytorch: --device cuda but torch.cuda.is_available() is False")
@@ -91,8 +94,8 @@ def main() -> None:
     t_imported = time.perf_counter()
 
     model, _ = load_model(args.checkpoint, args.device)
-    if args.subnet:
-        model.set_sample_config(json.loads(args.subnet.read_text()))
+    subnet = json.loads(args.subnet.read_text()) if args.subnet else model.supernet.subnet
+    model.set_sample_config(subnet)
     sync()
     t_loaded = time.perf_counter()
 
@@ -124,7 +127,7 @@ def main() -> None:
         "script_s": t_done - T_START, "threads": torch.get_num_threads(), "device": args.device,
         "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_name(),
         "torch": torch.__version__, "normalize": not args.no_normalize,
-        "subnet": model.supernet.subnet if hasattr(model, "supernet") else None,
+        "subnet": subnet,
     }
     if args.result:
         args.result.write_text(json.dumps(result))

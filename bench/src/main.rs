@@ -4,8 +4,13 @@
 //! [--runs 5] [--with-pytorch] ...` measures latency per (subnet, audio length), the cost of a
 //! subnet switch, sliced-vs-dense execution and latency per GFLOP over random subnets, and
 //! writes `bench/results/<date>-<device>.{jsonl,md}`.
+//!
+//! `cargo run --release -p lighthubert-bench -- corpus [--files 40] [--with-pytorch] ...` times a
+//! whole corpus through the `lighthubert extract` program against a per-file PyTorch loop (see
+//! `corpus`), into `bench/results/<date>-<device>-corpus.{jsonl,md}`.
 
 mod cases;
+mod corpus;
 mod dense;
 mod pytorch;
 mod report;
@@ -15,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{AdapterChoice, GpuContext, WeightPrecision};
 use lighthubert::LightHubert;
@@ -27,7 +32,27 @@ use report::{ms, Report};
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmarks the LightHuBERT wgpu engine (and, optionally, the authors' PyTorch code)")]
+#[command(
+    about = "Benchmarks the LightHuBERT wgpu engine (and, optionally, the authors' PyTorch code)",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    /// Without a subcommand: the engine benchmarks (latency, switch, dense, per-GFLOP).
+    #[command(flatten)]
+    args: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// A generated corpus through the `lighthubert extract` program, against the authors'
+    /// PyTorch model in a per-file loop (tools/bench_corpus_pytorch.py): files/s, audio s/s,
+    /// real-time factor, wall time with model load.
+    Corpus(corpus::CorpusArgs),
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Checkpoint (.pt); default: the bundled test supernet kernels-tests/fixtures/tiny-default.pt.
     #[arg(long)]
@@ -81,10 +106,22 @@ fn repo_root() -> PathBuf {
 }
 
 fn main() -> Res<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.mode {
+        Some(Mode::Corpus(c)) => corpus::run(&c, &repo_root()),
+        None => engine_benchmarks(&cli.args),
+    }
+}
+
+/// The command line as run, for the records.
+pub(crate) fn command_line() -> String {
+    std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ")
+}
+
+fn engine_benchmarks(args: &Args) -> Res<()> {
     let repo = repo_root();
     let path = args.checkpoint.clone().unwrap_or_else(|| repo.join("kernels-tests/fixtures/tiny-default.pt"));
-    let command = std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
+    let command = command_line();
 
     let t = Instant::now();
     let mut ckpt = Checkpoint::open(&path)?;
@@ -139,20 +176,20 @@ fn main() -> Res<()> {
     };
     let subnets: Vec<NamedSubnet> = specs.iter().map(|s| cases::named(&model, s)).collect::<Result<_, _>>()?;
 
-    let latency = latency(&args, &model, &subnets, &mut rep)?;
+    let latency = latency(args, &model, &subnets, &mut rep)?;
     if args.with_pytorch {
-        pytorch::compare(&args, &repo, &path, &latency, &mut rep)?;
+        pytorch::compare(args, &repo, &path, &latency, &mut rep)?;
     } else {
         latency_table(&mut rep, &latency, None);
     }
     if !args.no_switch && subnets.len() >= 2 {
-        switch(&args, &model, &subnets[0], &subnets[subnets.len() - 1], &mut rep)?;
+        switch(args, &model, &subnets[0], &subnets[subnets.len() - 1], &mut rep)?;
     }
     if !args.no_dense {
-        dense_vs_sliced(&args, &ckpt, &model, &subnets, &mut rep)?;
+        dense_vs_sliced(args, &ckpt, &model, &subnets, &mut rep)?;
     }
     if args.random > 0 {
-        sweep(&args, &model, full, &mut rep)?;
+        sweep(args, &model, full, &mut rep)?;
     }
     rep.finish()?;
     println!("{}", rep.md);

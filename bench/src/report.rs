@@ -19,8 +19,12 @@ pub struct Report {
 
 impl Report {
     pub fn create(dir: &Path, date: &str, device: &str, common: Map<String, Value>) -> std::io::Result<Report> {
+        Report::create_stem(dir, &format!("{date}-{}", slug(device)), common)
+    }
+
+    /// As `create`, with the file names' stem given (`<date>-<device>-corpus`).
+    pub fn create_stem(dir: &Path, stem: &str, common: Map<String, Value>) -> std::io::Result<Report> {
         fs::create_dir_all(dir)?;
-        let stem = format!("{date}-{}", slug(device));
         let jsonl_path = dir.join(format!("{stem}.jsonl"));
         let md_path = dir.join(format!("{stem}.md"));
         let jsonl = OpenOptions::new().create(true).append(true).open(&jsonl_path)?;
@@ -107,6 +111,19 @@ pub fn git_commit(repo: &Path) -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Tracked files that differ from HEAD (`git status --porcelain`, untracked files left out):
+/// a binary built from this tree may hold changes the commit does not.
+pub fn git_modified(repo: &Path) -> Vec<String> {
+    std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(repo)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.get(3..)).map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 pub fn ms(v: f64) -> String {
