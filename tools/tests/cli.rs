@@ -585,6 +585,19 @@ fn no_arguments_runs_the_demo() {
         assert!(text.contains(needle), "demo output lacks {needle:?}:\n{text}");
     }
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+
+    // Without XDG_RUNTIME_DIR (Slurm jobs, containers, sudo) Mesa would print
+    // "error: XDG_RUNTIME_DIR is invalid or not set" twice; the program gives it a folder.
+    for runtime in [None, Some("/nonexistent-runtime-dir")] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lighthubert"));
+        match runtime {
+            None => c.env_remove("XDG_RUNTIME_DIR"),
+            Some(d) => c.env("XDG_RUNTIME_DIR", d),
+        };
+        let o = c.output().unwrap();
+        assert_ok(&o);
+        assert!(stderr(&o).is_empty(), "XDG_RUNTIME_DIR={runtime:?}: {}", stderr(&o));
+    }
 }
 
 #[test]
