@@ -238,14 +238,15 @@ fn layout(args: &ExtractArgs, inputs: &Inputs, out: &Path) -> Result<Layout, Cli
             return Ok(Layout::File { path: out.to_path_buf(), format: ext_format });
         }
         if let Some(ext) = out.extension().and_then(|e| e.to_str())
-            && !out.exists() {
-                return Err(CliError::output(
-                    out,
-                    format!(
-                        "unknown extension .{ext}: a file output is .npy or .safetensors, a directory name has no extension (or create the directory first)"
-                    ),
-                ));
-            }
+            && !out.exists()
+        {
+            return Err(CliError::output(
+                out,
+                format!(
+                    "unknown extension .{ext}: a file output is .npy or .safetensors, a directory name has no extension (or create the directory first)"
+                ),
+            ));
+        }
     }
     Ok(Layout::Files(format.unwrap_or(Format::Npy)))
 }

@@ -7,7 +7,7 @@ pub mod fairseq;
 mod pipeline;
 pub mod state;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -288,14 +288,17 @@ impl Plan {
         let state = StateDir::new(&self.options.out, self.options.shard);
         let saved = if self.options.out.is_dir() { state.read_config()? } else { None };
         if let (Some(saved), false) = (&saved, self.options.force)
-            && let Some((field, ours, theirs)) = self.config.difference(saved) {
-                return Err(CorpusError::ConfigMismatch { path: state.config_path(), field, ours, theirs });
-            }
+            && let Some((field, ours, theirs)) = self.config.difference(saved)
+        {
+            return Err(CorpusError::ConfigMismatch { path: state.config_path(), field, ours, theirs });
+        }
         let ours = saved.is_some_and(|s| self.config.difference(&s).is_none());
-        if !ours && !self.options.force
-            && let Some(p) = existing.first() {
-                return Err(CorpusError::OutputExists(p.clone()));
-            }
+        if !ours
+            && !self.options.force
+            && let Some(p) = existing.first()
+        {
+            return Err(CorpusError::OutputExists(p.clone()));
+        }
         self.open_state()
     }
 
@@ -395,19 +398,20 @@ fn check_writable(dir: &Path) -> Result<(), CorpusError> {
 
 /// Refuses when any of `outputs` (existing files) is one of the run's inputs.
 fn refuse_inputs<'a>(inputs: &Inputs, outputs: impl Iterator<Item = &'a Path>) -> Result<(), CorpusError> {
-    let outputs: Vec<PathBuf> = outputs.filter_map(|p| std::fs::canonicalize(p).ok().map(|c| (p, c))).map(|(_, c)| c).collect();
+    let outputs: Vec<PathBuf> = outputs.filter_map(|p| std::fs::canonicalize(p).ok()).collect();
     if outputs.is_empty() {
         return Ok(());
     }
     let wanted: HashSet<&PathBuf> = outputs.iter().collect();
-    let by_name: HashMap<&std::ffi::OsStr, ()> = outputs.iter().filter_map(|p| p.file_name()).map(|n| (n, ())).collect();
+    let names: HashSet<&std::ffi::OsStr> = outputs.iter().filter_map(|p| p.file_name()).collect();
     for u in &inputs.utterances {
         // Canonicalising only inputs whose file name matches keeps a 300k-file check cheap.
-        if u.path.file_name().is_some_and(|n| by_name.contains_key(n))
+        if u.path.file_name().is_some_and(|n| names.contains(n))
             && let Ok(c) = std::fs::canonicalize(&u.path)
-                && wanted.contains(&c) {
-                    return Err(CorpusError::OutputIsInput(u.path.clone()));
-                }
+            && wanted.contains(&c)
+        {
+            return Err(CorpusError::OutputIsInput(u.path.clone()));
+        }
     }
     Ok(())
 }

@@ -109,9 +109,10 @@ impl StateDir {
     /// Refuses a folder whose saved configuration differs from `config`.
     pub fn check_config(&self, config: &RunConfig) -> Result<(), CorpusError> {
         if let Some(saved) = self.read_config()?
-            && let Some((field, ours, theirs)) = config.difference(&saved) {
-                return Err(CorpusError::ConfigMismatch { path: self.config_path(), field, ours, theirs });
-            }
+            && let Some((field, ours, theirs)) = config.difference(&saved)
+        {
+            return Err(CorpusError::ConfigMismatch { path: self.config_path(), field, ours, theirs });
+        }
         Ok(())
     }
 
