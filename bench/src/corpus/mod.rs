@@ -15,6 +15,7 @@
 //! alternating), so a slow spell of the machine lands on both; medians over the rounds.
 
 mod agree;
+mod cpu;
 mod generate;
 mod ours;
 mod pytorch;
@@ -108,6 +109,8 @@ struct Run {
     /// Which round, and the position in it.
     round: usize,
     order: usize,
+    /// CPU time of the child and of everything else meanwhile (Linux).
+    cpu: Option<cpu::Usage>,
     detail: Value,
 }
 
@@ -247,7 +250,9 @@ pub fn run(args: &CorpusArgs, repo: &Path) -> Res<()> {
     let (mut ours_runs, mut py_runs) = (Vec::new(), Vec::new());
     let mut run_ours = || -> Res<()> {
         let (round, order) = next();
+        let before = cpu::Snapshot::now();
         let (d, wall) = ours::run(&bin, &ours_args, &ours_out)?;
+        let cpu = before.zip(cpu::Snapshot::now()).map(|(a, b)| b.since(a));
         eprintln!(
             "round {}/{rounds}: lighthubert {wall:.1} s, corpus {:.1} s (RTF {:.3})",
             round + 1, d.wall_seconds, d.wall_seconds / d.audio_seconds
@@ -255,19 +260,23 @@ pub fn run(args: &CorpusArgs, repo: &Path) -> Res<()> {
         ours_runs.push(Run {
             side: "ours",
             wall, extraction: d.wall_seconds, load: d.load_seconds, files: d.extracted, audio_seconds: d.audio_seconds, round, order,
+            cpu,
             detail: json!({"adapter": d.adapter}),
         });
         Ok(())
     };
     let mut run_py = || -> Res<()> {
         let (round, order) = next();
+        let before = cpu::Snapshot::now();
         let (r, wall) = py.run(&py_args, &py_out, &py_result)?;
+        let cpu = before.zip(cpu::Snapshot::now()).map(|(a, b)| b.since(a));
         let loop_s = r["loop_s"].as_f64().unwrap_or(f64::NAN);
         let audio = r["audio_seconds"].as_f64().unwrap_or(f64::NAN);
         eprintln!("round {}/{rounds}: pytorch {wall:.1} s, corpus {loop_s:.1} s (RTF {:.3})", round + 1, loop_s / audio);
         py_runs.push(Run {
             side: "PyTorch",
             wall, extraction: loop_s, load: r["load_s"].as_f64(), files: r["files"].as_u64().unwrap_or(0) as usize, audio_seconds: audio, round, order,
+            cpu,
             detail: r,
         });
         Ok(())
@@ -299,7 +308,8 @@ pub fn run(args: &CorpusArgs, repo: &Path) -> Res<()> {
         merge(&mut v, &json!({
             "round": r.round, "order": r.order, "warmup_round": r.round < args.warmup, "process_wall_s": r.wall,
             "extraction_s": r.extraction, "startup_load_s": r.wall - r.extraction, "load_s": r.load,
-            "files_done": r.files, "audio_seconds_done": r.audio_seconds, "detail": r.detail,
+            "files_done": r.files, "audio_seconds_done": r.audio_seconds, "child_cpu_s": r.cpu.map(|u| u.child_s), "others_cpu_s": r.cpu.map(|u| u.others_s),
+            "detail": r.detail,
         }));
         rep.record("corpus_run", v)?;
     }
@@ -323,6 +333,7 @@ pub fn run(args: &CorpusArgs, repo: &Path) -> Res<()> {
             "throughput_ours_over_pytorch": p.extraction.median() / ours_sum.extraction.median(),
             "rtf_ours_over_pytorch": ours_sum.extraction.median() / p.extraction.median(),
             "throughput_ours_over_pytorch_per_round": per_round,
+            "throughput_ours_over_pytorch_best_runs": p.extraction.ms[0] / ours_sum.extraction.ms[0],
             "end_to_end_wall_ours_over_pytorch": ours_sum.wall.median() / p.wall.median(),
         })
     });
@@ -417,9 +428,10 @@ pub fn run(args: &CorpusArgs, repo: &Path) -> Res<()> {
         let t = r["throughput_ours_over_pytorch"].as_f64().unwrap_or(f64::NAN);
         rep.line("");
         rep.line(format!(
-            "**Ours / PyTorch**: throughput (files/s, audio s/s) {t:.2} ({}; per round {}), RTF {:.2}, end-to-end wall incl. start-up and load {:.2}.",
+            "**Ours / PyTorch**: throughput (files/s, audio s/s) {t:.2} ({}; per round {}; best run against best run {:.2}), RTF {:.2}, end-to-end wall incl. start-up and load {:.2}.",
             if t >= 1.0 { "ours faster" } else { "PyTorch faster" },
             per.join(", "),
+            r["throughput_ours_over_pytorch_best_runs"].as_f64().unwrap_or(f64::NAN),
             r["rtf_ours_over_pytorch"].as_f64().unwrap_or(f64::NAN),
             r["end_to_end_wall_ours_over_pytorch"].as_f64().unwrap_or(f64::NAN)
         ));
@@ -440,9 +452,20 @@ pub fn run(args: &CorpusArgs, repo: &Path) -> Res<()> {
     all.sort_by_key(|r| (r.round, r.order));
     let order: Vec<String> = all
         .iter()
-        .map(|r| format!("{}{} {:.1}/{:.1}", if r.round < args.warmup { "(warm-up) " } else { "" }, r.side, r.extraction, r.wall))
+        .map(|r| {
+            let load = match r.cpu {
+                Some(u) => format!(" [{:.0}/{:.0}]", u.child_s, u.others_s),
+                None => String::new(),
+            };
+            format!("{}{} {:.1}/{:.1}{load}", if r.round < args.warmup { "(warm-up) " } else { "" }, r.side, r.extraction, r.wall)
+        })
         .collect();
-    rep.line(format!("Runs in order (corpus s / process s): {}.", order.join(", ")));
+    rep.line(format!(
+        "Runs in order (corpus s / process s [CPU s of the run / CPU s of other processes meanwhile; {} CPUs]): {}. \
+         Other processes' CPU time is what the machine's other users took from the cores during that run.",
+        rep.common["cpus"],
+        order.join(", ")
+    ));
 
     rep.finish()?;
     println!("{}", rep.md);
