@@ -82,17 +82,9 @@ struct Args {
     /// Skip the sliced-vs-dense comparison.
     #[arg(long)]
     no_dense: bool,
-    /// Also time the authors' PyTorch code on the same cases (tools/bench_pytorch.py).
-    #[arg(long)]
-    with_pytorch: bool,
-    #[arg(long, default_value = "python3")]
-    python: String,
-    /// torch.set_num_threads for the PyTorch side.
-    #[arg(long, default_value_t = 2)]
-    pytorch_threads: usize,
-    /// cpu or cuda.
-    #[arg(long, default_value = "cpu")]
-    pytorch_device: String,
+    /// PyTorch side by side (tools/bench_pytorch.py).
+    #[command(flatten)]
+    pytorch: pytorch::PytorchArgs,
     /// Where results go.
     #[arg(long)]
     out_dir: Option<PathBuf>,
@@ -177,7 +169,7 @@ fn engine_benchmarks(args: &Args) -> Res<()> {
     let subnets: Vec<NamedSubnet> = specs.iter().map(|s| cases::named(&model, s)).collect::<Result<_, _>>()?;
 
     let latency = latency(args, &model, &subnets, &mut rep)?;
-    if args.with_pytorch {
+    if args.pytorch.with_pytorch {
         pytorch::compare(args, &repo, &path, &latency, &mut rep)?;
     } else {
         latency_table(&mut rep, &latency, None);

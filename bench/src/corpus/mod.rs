@@ -71,17 +71,9 @@ pub struct CorpusArgs {
     /// The `lighthubert` program; default: `lighthubert` next to this binary (target/release/).
     #[arg(long)]
     lighthubert: Option<PathBuf>,
-    /// Also run the authors' PyTorch model in a per-file loop (tools/bench_corpus_pytorch.py).
-    #[arg(long)]
-    with_pytorch: bool,
-    #[arg(long, default_value = "python3")]
-    python: String,
-    /// torch.set_num_threads for the PyTorch side.
-    #[arg(long, default_value_t = 2)]
-    pytorch_threads: usize,
-    /// cpu or cuda.
-    #[arg(long, default_value = "cpu")]
-    pytorch_device: String,
+    /// The authors' PyTorch model in a per-file loop (tools/bench_corpus_pytorch.py).
+    #[command(flatten)]
+    pytorch: crate::pytorch::PytorchArgs,
     /// Where the corpus and both sides' outputs go; default: a folder under the system temp dir.
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -181,12 +173,12 @@ pub fn run(args: &CorpusArgs, repo: &Path) -> Res<()> {
     let subnet: Value = serde_json::from_str(&subnet_json)?;
 
     let py = pytorch::PyTorch {
-        python: args.python.clone(),
+        python: args.pytorch.python.clone(),
         script: repo.join("tools/bench_corpus_pytorch.py"),
-        threads: args.pytorch_threads,
-        device: args.pytorch_device.clone(),
+        threads: args.pytorch.pytorch_threads,
+        device: args.pytorch.pytorch_device.clone(),
     };
-    let py_check = if args.with_pytorch {
+    let py_check = if args.pytorch.with_pytorch {
         match py.check() {
             Ok(v) => Some(Ok(v)),
             Err(why) => {
@@ -300,7 +292,7 @@ pub fn run(args: &CorpusArgs, repo: &Path) -> Res<()> {
     let setup = json!({
         "files": corpus.len(), "audio_seconds": audio_seconds, "min_seconds": args.min_seconds, "max_seconds": args.max_seconds,
         "seed": args.seed, "subnet": args.subnet, "subnet_config": subnet, "batch_size": args.batch_size, "weights": args.weights,
-        "normalize": true, "runs": args.runs, "warmup": args.warmup, "primed": !args.no_prime, "pytorch_threads": args.pytorch_threads,
+        "normalize": true, "runs": args.runs, "warmup": args.warmup, "primed": !args.no_prime, "pytorch_threads": args.pytorch.pytorch_threads,
     });
     for r in ours_runs.iter().chain(&py_runs) {
         let mut v = if r.side == "PyTorch" { py_common(r) } else { json!({}) };
@@ -415,7 +407,7 @@ pub fn run(args: &CorpusArgs, repo: &Path) -> Res<()> {
     };
     rep.row(&row(&format!("ours (wgpu, batch {})", args.batch_size), &ours_sum, median_of(&ours_t)));
     if let Some(p) = &py_sum {
-        rep.row(&row(&format!("PyTorch ({} threads, per file)", args.pytorch_threads), p, median_of(&py_t)));
+        rep.row(&row(&format!("PyTorch ({} threads, per file)", args.pytorch.pytorch_threads), p, median_of(&py_t)));
     }
     rep.line("");
     rep.line(
