@@ -162,11 +162,8 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
         let message = match (several, summary.failures.first()) {
             (false, Some(f)) => format!("{}: {}", f.path.display(), f.reason),
             _ => {
-                let listed = summary
-                    .state
-                    .as_ref()
-                    .map(|d| format!(" (listed in {})", d.join(failures_name(shard)).display()))
-                    .unwrap_or_default();
+                let listed =
+                    summary.failures_file.as_ref().map(|f| format!(" (listed in {})", f.display())).unwrap_or_default();
                 format!(
                     "{} of {} file(s) failed{listed}; the others are done, and rerunning the same command tries the failed ones again",
                     summary.failures.len(),
@@ -177,10 +174,6 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
         return Err(CliError::Incomplete { message, exit: 1 });
     }
     Ok(())
-}
-
-fn failures_name(shard: Shard) -> String {
-    format!("failures-{}-of-{}.tsv", shard.index, shard.count)
 }
 
 /// `--shard`, else the job scheduler's, said on stderr, else the whole input.

@@ -132,6 +132,8 @@ pub struct Summary {
     pub interrupted: bool,
     /// The run's folder of configuration, index and failures (not for [`Layout::File`]).
     pub state: Option<PathBuf>,
+    /// Where this shard's failures are listed, when any failed (not for [`Layout::File`]).
+    pub failures_file: Option<PathBuf>,
 }
 
 impl Summary {
@@ -378,11 +380,12 @@ impl Plan {
             in_shard: self.utterances.len(),
             before: self.before(),
             extracted: outcome.extracted,
-            failures: outcome.failures,
             audio_seconds: outcome.audio_seconds,
             wall_seconds: started.elapsed().as_secs_f64(),
             interrupted: outcome.interrupted,
             state: self.state.as_ref().map(|s| s.dir.clone()),
+            failures_file: self.state.as_ref().filter(|_| !outcome.failures.is_empty()).map(StateDir::failures_path),
+            failures: outcome.failures,
         })
     }
 }
