@@ -399,16 +399,22 @@ fn check_writable(dir: &Path) -> Result<(), CorpusError> {
         .map_err(|e| CorpusError::output(dir, format!("cannot write here: {e}")))
 }
 
-/// Refuses when any of `outputs` (existing files) is one of the run's inputs.
+/// Refuses when any of `outputs` (existing files) is one of the run's inputs. Outputs are
+/// renamed into place, which replaces a symbolic link rather than what it points to, so only
+/// the same file under another spelling (`./a.npy`, `x/../a.npy`) can be hit: a file name
+/// shared with an input comes first, and only those few paths are canonicalised (a resumed
+/// 300k-file run must not resolve every path it already wrote).
 fn refuse_inputs<'a>(inputs: &Inputs, outputs: impl Iterator<Item = &'a Path>) -> Result<(), CorpusError> {
-    let outputs: Vec<PathBuf> = outputs.filter_map(|p| std::fs::canonicalize(p).ok()).collect();
-    if outputs.is_empty() {
+    let input_names: HashSet<&std::ffi::OsStr> = inputs.utterances.iter().filter_map(|u| u.path.file_name()).collect();
+    let wanted: HashSet<PathBuf> = outputs
+        .filter(|p| p.file_name().is_some_and(|n| input_names.contains(n)))
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    if wanted.is_empty() {
         return Ok(());
     }
-    let wanted: HashSet<&PathBuf> = outputs.iter().collect();
-    let names: HashSet<&std::ffi::OsStr> = outputs.iter().filter_map(|p| p.file_name()).collect();
+    let names: HashSet<&std::ffi::OsStr> = wanted.iter().filter_map(|p| p.file_name()).collect();
     for u in &inputs.utterances {
-        // Canonicalising only inputs whose file name matches keeps a 300k-file check cheap.
         if u.path.file_name().is_some_and(|n| names.contains(n))
             && let Ok(c) = std::fs::canonicalize(&u.path)
             && wanted.contains(&c)
