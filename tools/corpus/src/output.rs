@@ -161,12 +161,59 @@ fn safetensors_bytes(features: &Features, dtype: Dtype, source: &Path, config: &
             (format!("hidden_state.{i}"), StateView { shape: [features.frames, features.embed], values: s, dtype })
         })
         .collect();
-    safetensors::serialize(tensors, Some(metadata(features, source, config))).map_err(std::io::Error::other)
+    let mut bytes = safetensors::serialize(tensors, Some(metadata(features, source, config))).map_err(std::io::Error::other)?;
+    sort_header(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The safetensors crate writes the metadata in its HashMap's order, which changes from one
+/// process (and one map) to the next. Rewriting the header with its keys sorted makes one
+/// input give the same bytes every time, whichever program (the command, Python) wrote them.
+/// The sorted header is the same JSON, so it has the same length, and the offsets still hold.
+fn sort_header(bytes: &mut [u8]) -> std::io::Result<()> {
+    let bad = |why: &str| std::io::Error::other(format!("safetensors header: {why}"));
+    let n = bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).ok_or_else(|| bad("too short"))? as usize;
+    let header = bytes.get(8..8 + n).ok_or_else(|| bad("shorter than it says"))?;
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|e| bad(&e.to_string()))?;
+    let sorted = serde_json::to_vec(&value).map_err(|e| bad(&e.to_string()))?;
+    if sorted.len() > n {
+        return Err(bad("sorted header is longer than the original"));
+    }
+    bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+    bytes[8 + sorted.len()..8 + n].fill(b' ');
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn safetensors_bytes_do_not_depend_on_hash_order() {
+        let features = Features { frames: 2, embed: 3, layer_indices: vec![0, 4], states: vec![vec![0.5; 6], vec![-1.25; 6]] };
+        let config = RunConfig {
+            checkpoint: crate::run::CheckpointId { name: "c.pt".into(), size: 1, sha256: "ab".into() },
+            subnet: serde_json::json!({"embed_dim": 3}),
+            layers: vec![0, 4],
+            normalize: true,
+            weights: "f32".into(),
+            math: "f32".into(),
+            dtype: Dtype::F32,
+            layout: "files".into(),
+            format: "safetensors".into(),
+            split: None,
+            frame_rate: "50".into(),
+        };
+        let first = safetensors_bytes(&features, Dtype::F32, Path::new("a.wav"), &config).unwrap();
+        // Every map gets its own hash seed, so unsorted metadata would come out in several orders.
+        for _ in 0..16 {
+            assert_eq!(safetensors_bytes(&features, Dtype::F32, Path::new("a.wav"), &config).unwrap(), first);
+        }
+        let st = safetensors::SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(st.tensor("hidden_state.4").unwrap().data(), bytemuck::cast_slice::<f32, u8>(&[-1.25; 6]));
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(meta.metadata().as_ref().unwrap()["checkpoint_sha256"], "ab");
+    }
 
     #[test]
     fn atomic_write_leaves_nothing_on_failure() {
