@@ -172,13 +172,15 @@ impl LightHubert {
         let normalize = options.normalize.unwrap_or_else(|| self.default_normalize());
         let mut out = Vec::with_capacity(waveforms.len());
         for group in self.split_to_fit(subnet, waveforms)? {
-            for h in self.forward_batch(subnet, group, normalize)? {
-                out.push(Features {
-                    frames: h.frames,
-                    embed: h.embed,
-                    layer_indices: indices.clone(),
-                    states: indices.iter().map(|&i| h.states[i].clone()).collect(),
-                });
+            for mut h in self.forward_batch(subnet, group, normalize)? {
+                // Each state moves out at its last mention: only a state named twice is copied.
+                let states = (0..indices.len())
+                    .map(|k| {
+                        let i = indices[k];
+                        if indices[k + 1..].contains(&i) { h.states[i].clone() } else { std::mem::take(&mut h.states[i]) }
+                    })
+                    .collect();
+                out.push(Features { frames: h.frames, embed: h.embed, layer_indices: indices.clone(), states });
             }
         }
         Ok(out)

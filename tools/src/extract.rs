@@ -3,15 +3,18 @@
 //! pipelining, failures, atomic outputs) is `lighthubert_corpus::Plan`.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lighthubert::{ExtractOptions, LayerSelection, LightHubert};
+use lighthubert::gpu::Precision;
+use lighthubert::supernet::Supernet;
+use lighthubert::{ExtractOptions, LayerSelection, LightHubert, Subnet};
 use lighthubert_corpus::run::CheckpointId;
 use lighthubert_corpus::{
-    Failure, Finished, Format, Inputs, Layout, Plan, Progress, RunConfig, RunOptions, Shard, Utterance, inputs,
+    CorpusError, Failure, Finished, Format, Inputs, Layout, Plan, Progress, RunConfig, RunOptions, Shard, Utterance,
+    inputs,
 };
 
 use crate::bundled;
@@ -42,57 +45,16 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
 
     // Everything that can be checked is checked before the model loads: inputs, shard, layout,
     // checkpoint, subnet, layers, the output folder.
-    let inputs = inputs::gather(&args.inputs, args.files_from.as_deref())?;
-    if inputs.utterances.is_empty() {
-        let what = args.inputs.iter().chain(&args.files_from).map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-        return Err(CliError::Usage(format!(
-            "{what}: no audio files found (folders are searched for {})",
-            inputs::AUDIO_EXTENSIONS.map(|e| format!(".{e}")).join(", ")
-        )));
-    }
-    let shard = shard(&args)?;
-    let layout = layout(&args, &inputs, &out)?;
+    let request = CorpusRequest::from_args(&args, &out)?;
     let src = load_checkpoint(args.checkpoint.as_deref())?;
     let supernet = supernet_of(&src)?;
-    let subnet = resolve_subnet(&supernet, &args.subnet)?;
-    let (_, indices) = resolve_layers(&args.layers, &subnet)?;
-    let checkpoint = match &args.checkpoint {
-        Some(p) => CheckpointId::of_file(p)?,
-        None => CheckpointId::of_bytes(bundled::CHECKPOINT_NAME, bundled::CHECKPOINT),
-    };
-    let normalize = args.normalize().unwrap_or(src.ckpt.task_normalize.unwrap_or(false));
     let precision = crate::cli::precision(args.weights, args.math);
-    let format = match &layout {
-        Layout::Files(f) | Layout::File { format: f, .. } => f.extension(),
-        Layout::Fairseq { .. } => "npy",
-    };
-    let config = RunConfig {
-        checkpoint,
-        subnet: serde_json::to_value(&subnet).unwrap_or_default(),
-        layers: indices.clone(),
-        normalize,
-        weights: precision.weights.name().to_string(),
-        math: precision.math.name().to_string(),
-        dtype: args.dtype.into(),
-        layout: layout.name().to_string(),
-        format: format.to_string(),
-        split: match &layout {
-            Layout::Fairseq { split } => Some(split.clone()),
-            _ => None,
-        },
-        frame_rate: frame_rate(&supernet),
-    };
-    let mut options = RunOptions::new(&out, layout);
-    options.dtype = args.dtype.into();
-    options.shard = shard;
-    options.batch_size = args.batch_size as usize;
-    options.window = options.batch_size * 8;
-    if let Some(n) = args.decode_threads {
-        options.decode_threads = n as usize;
-    }
-    options.force = args.force;
-    options.fail_fast = args.fail_fast;
-    let plan = Plan::new(&inputs, config, options)?;
+    let Planned { plan, subnet, options: extract_options, normalize } =
+        request.plan(&args, &supernet, src.ckpt.task_normalize, precision, || match &args.checkpoint {
+            Some(p) => CheckpointId::of_file(p),
+            None => Ok(CheckpointId::of_bytes(bundled::CHECKPOINT_NAME, bundled::CHECKPOINT)),
+        })?;
+    let (inputs, shard) = (&request.inputs, request.shard);
 
     if src.bundled {
         say!("NOTE: no --checkpoint: using the {}; these features mean nothing", bundled::checkpoint_label());
@@ -123,8 +85,7 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
 
     let several = inputs.utterances.len() > 1;
     let reporter = Reporter::new(several);
-    let options = ExtractOptions { normalize: Some(normalize), layers: LayerSelection::Indices(indices) };
-    let summary = plan.run(&model, &subnet, &options, &reporter, &signals.stop);
+    let summary = plan.run(&model, &subnet, &extract_options, &reporter, &signals.stop);
     reporter.bar.finish_and_clear();
     let summary = summary?;
 
@@ -174,6 +135,92 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
         return Err(CliError::Incomplete { message, exit: 1 });
     }
     Ok(())
+}
+
+/// A corpus run's inputs, shard and layout: what `extract` checks before it reads the
+/// checkpoint. The Python package builds one from its keywords, so both write the same files.
+pub struct CorpusRequest {
+    pub inputs: Inputs,
+    pub shard: Shard,
+    pub layout: Layout,
+    pub out: PathBuf,
+    /// One of several workers sharing the folder ([`RunOptions::worker`]).
+    pub worker: Option<String>,
+}
+
+/// A corpus run checked against the checkpoint and the output folder, ready for a model.
+pub struct Planned {
+    pub plan: Plan,
+    pub subnet: Subnet,
+    pub options: ExtractOptions,
+    pub normalize: bool,
+}
+
+impl CorpusRequest {
+    /// Gathers the inputs (refusing none found) and picks the shard and the layout.
+    pub fn from_args(args: &ExtractArgs, out: &Path) -> Result<CorpusRequest, CliError> {
+        let inputs = inputs::gather(&args.inputs, args.files_from.as_deref())?;
+        if inputs.utterances.is_empty() {
+            let what = args.inputs.iter().chain(&args.files_from).map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+            return Err(CliError::Usage(format!(
+                "{what}: no audio files found (folders are searched for {})",
+                inputs::AUDIO_EXTENSIONS.map(|e| format!(".{e}")).join(", ")
+            )));
+        }
+        let shard = shard(args)?;
+        let layout = layout(args, &inputs, out)?;
+        Ok(CorpusRequest { inputs, shard, layout, out: out.to_path_buf(), worker: None })
+    }
+
+    /// Resolves the subnet and layers against `supernet`, builds the run's configuration and
+    /// plans the shard (creating the output folder, resuming an earlier run). `checkpoint`
+    /// hashes the checkpoint, after every cheaper check has passed.
+    pub fn plan(
+        &self,
+        args: &ExtractArgs,
+        supernet: &Supernet,
+        task_normalize: Option<bool>,
+        precision: Precision,
+        checkpoint: impl FnOnce() -> Result<CheckpointId, CorpusError>,
+    ) -> Result<Planned, CliError> {
+        let subnet = resolve_subnet(supernet, &args.subnet)?;
+        let (_, indices) = resolve_layers(&args.layers, &subnet)?;
+        let normalize = args.normalize().unwrap_or(task_normalize.unwrap_or(false));
+        let format = match &self.layout {
+            Layout::Files(f) | Layout::File { format: f, .. } => f.extension(),
+            Layout::Fairseq { .. } => "npy",
+        };
+        let config = RunConfig {
+            checkpoint: checkpoint()?,
+            subnet: serde_json::to_value(&subnet).unwrap_or_default(),
+            layers: indices.clone(),
+            normalize,
+            weights: precision.weights.name().to_string(),
+            math: precision.math.name().to_string(),
+            dtype: args.dtype.into(),
+            layout: self.layout.name().to_string(),
+            format: format.to_string(),
+            split: match &self.layout {
+                Layout::Fairseq { split } => Some(split.clone()),
+                _ => None,
+            },
+            frame_rate: frame_rate(supernet),
+        };
+        let mut options = RunOptions::new(&self.out, self.layout.clone());
+        options.dtype = args.dtype.into();
+        options.shard = self.shard;
+        options.batch_size = args.batch_size as usize;
+        options.window = options.batch_size * 8;
+        if let Some(n) = args.decode_threads {
+            options.decode_threads = n as usize;
+        }
+        options.force = args.force;
+        options.fail_fast = args.fail_fast;
+        options.worker = self.worker.clone();
+        let plan = Plan::new(&self.inputs, config, options)?;
+        let options = ExtractOptions { normalize: Some(normalize), layers: LayerSelection::Indices(indices) };
+        Ok(Planned { plan, subnet, options, normalize })
+    }
 }
 
 /// `--shard`, else the job scheduler's, said on stderr, else the whole input.

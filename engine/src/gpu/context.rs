@@ -58,7 +58,9 @@ impl AdapterChoice {
         Self::from_settings(setting("WGPU_BACKEND"), setting("LIGHTHUBERT_ADAPTER"), setting("LIGHTHUBERT_KERNELS"))
     }
 
-    fn from_settings(backend: Option<String>, adapter: Option<String>, kernels: Option<String>) -> Self {
+    /// The choice the three settings make, as if they were `WGPU_BACKEND`,
+    /// `LIGHTHUBERT_ADAPTER` and `LIGHTHUBERT_KERNELS` (the Python package's keywords).
+    pub fn from_settings(backend: Option<String>, adapter: Option<String>, kernels: Option<String>) -> Self {
         let (backends, backend_error) = match backend.as_deref().map(parse_backends) {
             None => (wgpu::Backends::all(), None),
             Some(Ok(b)) => (b, None),

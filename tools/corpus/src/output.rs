@@ -51,13 +51,26 @@ pub fn write_atomic<F>(path: &Path, replace: bool, write: F) -> Result<(), Corpu
 where
     F: FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 {
+    write_atomic_as(path, replace, None, write)
+}
+
+/// [`write_atomic`] by a named writer: its temporary file is `.<name>.<writer>.<random>.partial`,
+/// so what a killed writer left behind can be told from what live ones are writing
+/// ([`remove_partials`]).
+pub fn write_atomic_as<F>(path: &Path, replace: bool, writer: Option<&str>, write: F) -> Result<(), CorpusError>
+where
+    F: FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+{
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut builder = tempfile::Builder::new();
-    let prefix = format!(".{name}.");
+    let prefix = match writer {
+        Some(w) => format!(".{name}.{w}."),
+        None => format!(".{name}."),
+    };
     builder.prefix(&prefix).suffix(".partial");
     // An ordinary file's mode (0666 less the umask), not a temporary file's 0600.
     #[cfg(unix)]
@@ -79,23 +92,52 @@ where
     Ok(())
 }
 
-/// Writes one utterance's features as `format` in `dtype` to `path` (atomically).
+/// The temporary files that writers whose names start with `writer_prefix` left in `dirs`
+/// (killed before they could remove them) are removed; returns how many. Only call it when
+/// none of those writers can still be running.
+pub fn remove_partials<'a>(dirs: impl IntoIterator<Item = &'a Path>, writer_prefix: &str) -> Result<usize, CorpusError> {
+    let mut removed = 0;
+    for dir in dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(CorpusError::io(dir, e)),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".partial") && name.contains(&format!(".{writer_prefix}")) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(CorpusError::io(entry.path(), e)),
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Writes one utterance's features as `format` in `dtype` to `path` (atomically), as `writer`
+/// ([`write_atomic_as`]).
+#[allow(clippy::too_many_arguments)]
 pub fn write_features(
     path: &Path,
     format: Format,
     dtype: Dtype,
     replace: bool,
+    writer: Option<&str>,
     features: &Features,
     source: &Path,
     config: &RunConfig,
 ) -> Result<(), CorpusError> {
     match format {
-        Format::Npy => write_atomic(path, replace, |file| {
+        Format::Npy => write_atomic_as(path, replace, writer, |file| {
             let parts: Vec<&[f32]> = features.states.iter().map(Vec::as_slice).collect();
             let shape = [features.states.len(), features.frames, features.embed];
             npy::write(BufWriter::new(file), dtype, &shape, &parts)
         }),
-        Format::Safetensors => write_atomic(path, replace, |file| {
+        Format::Safetensors => write_atomic_as(path, replace, writer, |file| {
             let bytes = safetensors_bytes(features, dtype, source, config)?;
             let mut w = BufWriter::new(file);
             w.write_all(&bytes)?;
@@ -213,6 +255,21 @@ mod tests {
         assert_eq!(st.tensor("hidden_state.4").unwrap().data(), bytemuck::cast_slice::<f32, u8>(&[-1.25; 6]));
         let (_, meta) = safetensors::SafeTensors::read_metadata(&first).unwrap();
         assert_eq!(meta.metadata().as_ref().unwrap()["checkpoint_sha256"], "ab");
+    }
+
+    #[test]
+    fn partials_of_named_writers_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in [".a.npy.rayx1-h-1-aa.XYZ.partial", ".b.npy.rayx1-h-2-bb.QRS.partial", ".a.npy.rayy2-h-1-cc.XYZ.partial", ".a.npy.ABC.partial", "a.npy", ".rayx1.partial.npy"] {
+            std::fs::write(d.join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_partials([d, &d.join("missing")], "rayx1").unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, [".a.npy.ABC.partial", ".a.npy.rayy2-h-1-cc.XYZ.partial", ".rayx1.partial.npy", "a.npy"]);
+        write_atomic_as(&d.join("c.npy"), false, Some("rayx1-h-3-dd"), |f| f.write_all(b"c")).unwrap();
+        assert_eq!(std::fs::read(d.join("c.npy")).unwrap(), b"c");
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub struct RunOptions {
     pub force: bool,
     /// Stop at the first file that cannot be used.
     pub fail_fast: bool,
+    /// One of several workers sharing this folder that a driver planned for (Ray actors): its
+    /// index is `index-<worker>.jsonl`, it skips nothing (the driver already left out what was
+    /// done) and it leaves its failures to the driver, which sees every worker's.
+    pub worker: Option<String>,
 }
 
 impl RunOptions {
@@ -78,6 +82,7 @@ impl RunOptions {
             decode_threads: threads.clamp(1, 4),
             force: false,
             fail_fast: false,
+            worker: None,
         }
     }
 }
@@ -165,6 +170,14 @@ impl Plan {
     /// usable, holds no other run, replaces no input) and reads what earlier runs finished.
     /// Creates the output folder and saves the configuration.
     pub fn new(inputs: &Inputs, config: RunConfig, options: RunOptions) -> Result<Plan, CorpusError> {
+        if let Some(w) = &options.worker {
+            let plain = !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !plain || !matches!(options.layout, Layout::Files(_)) {
+                return Err(CorpusError::Usage(format!(
+                    "worker `{w}`: a worker writes the files layout and is named by letters, digits, `-`, `_` and `.`"
+                )));
+            }
+        }
         let range = options.shard.range(inputs.utterances.len());
         let utterances = inputs.utterances[range].to_vec();
         let mut plan = Plan {
@@ -205,6 +218,11 @@ impl Plan {
         self.state.as_ref().map(|s| s.dir.as_path())
     }
 
+    /// The utterances still to do, in input order.
+    pub fn todo_utterances(&self) -> impl Iterator<Item = &Utterance> {
+        self.todo.iter().map(|&i| &self.utterances[i])
+    }
+
     fn plan_file(&mut self, inputs: &Inputs, path: &Path) -> Result<(), CorpusError> {
         if self.utterances.len() != 1 {
             return Err(CorpusError::output(path, format!("a file holds one utterance; {} inputs need a folder", self.utterances.len())));
@@ -238,7 +256,7 @@ impl Plan {
         }
         std::fs::create_dir_all(&out).map_err(|e| CorpusError::io(&out, e))?;
         check_writable(&out)?;
-        let state = StateDir::new(&out, self.options.shard);
+        let state = StateDir::new(&out, self.options.shard).for_worker(self.options.worker.as_deref());
         let ours = match state.read_config()? {
             Some(saved) => match self.config.difference(&saved) {
                 None => true,
@@ -269,7 +287,7 @@ impl Plan {
     fn plan_files(&mut self, inputs: &Inputs, format: Format) -> Result<(), CorpusError> {
         let outputs = self.utterances.iter().map(|u| self.output_of(u, format)).collect();
         let ours = self.open_state_checked(inputs, outputs)?;
-        if ours && !self.options.force {
+        if ours && !self.options.force && self.options.worker.is_none() {
             let state = self.state.as_ref().expect("state opened");
             let done = state::read_all_indexes(state)?;
             let out = &self.options.out;
@@ -373,7 +391,7 @@ impl Plan {
         let todo: Vec<&Utterance> = self.todo.iter().map(|&i| &self.utterances[i]).collect();
         progress.started(&todo, self.before());
         let outcome = pipeline::run(&self, model, subnet, options, progress, cancel, fairseq_shard)?;
-        if let Some(state) = &self.state {
+        if let Some(state) = self.state.as_ref().filter(|_| self.options.worker.is_none()) {
             state.write_failures(&outcome.failures)?;
         }
         Ok(Summary {
@@ -384,7 +402,11 @@ impl Plan {
             wall_seconds: started.elapsed().as_secs_f64(),
             interrupted: outcome.interrupted,
             state: self.state.as_ref().map(|s| s.dir.clone()),
-            failures_file: self.state.as_ref().filter(|_| !outcome.failures.is_empty()).map(StateDir::failures_path),
+            failures_file: self
+                .state
+                .as_ref()
+                .filter(|_| !outcome.failures.is_empty() && self.options.worker.is_none())
+                .map(StateDir::failures_path),
             failures: outcome.failures,
         })
     }

@@ -254,7 +254,16 @@ fn write(
                                 std::fs::create_dir_all(dir).map_err(|e| CorpusError::io(dir, e))?;
                                 made_dirs.insert(dir.to_path_buf());
                             }
-                            output::write_features(&path, format, plan.options.dtype, plan.replace, &features, &u.path, &plan.config)?;
+                            output::write_features(
+                                &path,
+                                format,
+                                plan.options.dtype,
+                                plan.replace,
+                                plan.options.worker.as_deref(),
+                                &features,
+                                &u.path,
+                                &plan.config,
+                            )?;
                             let rel = path.strip_prefix(&plan.options.out).unwrap_or(&path);
                             let entry = index_entry(u, &features, samples, slash(rel), None);
                             if let Some(ix) = index.as_mut() {

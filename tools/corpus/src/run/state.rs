@@ -39,11 +39,19 @@ pub struct IndexEntry {
 pub struct StateDir {
     pub dir: PathBuf,
     pub shard: Shard,
+    /// A worker's own index (`index-<worker>.jsonl`) instead of the shard's.
+    pub worker: Option<String>,
 }
 
 impl StateDir {
     pub fn new(out: &Path, shard: Shard) -> StateDir {
-        StateDir { dir: out.join(STATE_DIR), shard }
+        StateDir { dir: out.join(STATE_DIR), shard, worker: None }
+    }
+
+    /// The same folder, for one of several workers sharing a shard.
+    pub fn for_worker(mut self, worker: Option<&str>) -> StateDir {
+        self.worker = worker.map(str::to_string);
+        self
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -51,7 +59,10 @@ impl StateDir {
     }
 
     fn shard_file(&self, kind: &str, ext: &str) -> PathBuf {
-        self.dir.join(format!("{kind}-{}-of-{}.{ext}", self.shard.index, self.shard.count))
+        match &self.worker {
+            Some(worker) => self.dir.join(format!("{kind}-{worker}.{ext}")),
+            None => self.dir.join(format!("{kind}-{}-of-{}.{ext}", self.shard.index, self.shard.count)),
+        }
     }
 
     pub fn index_path(&self) -> PathBuf {
