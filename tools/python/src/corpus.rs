@@ -16,7 +16,7 @@ use lighthubert_tools::extract::{CorpusRequest, Planned};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::errors;
+use crate::errors::{self, Kind};
 use crate::model::{Model, parse_choice};
 
 /// The keywords a corpus run takes, as the command's arguments.
@@ -142,13 +142,14 @@ fn run_interruptible(py: Python<'_>, model: &Model, planned: Planned, progress: 
         let (subnet, options, stop) = (&subnet, &options, &stop);
         let lh = &model.model;
         scope.spawn(move || {
-            let _ = done_tx.send(plan.run(lh, subnet, options, callback, stop));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.run(lh, subnet, options, callback, stop)));
+            let _ = done_tx.send(result.map_err(|_| ()));
         });
         loop {
             match py.detach(|| done_rx.lock().unwrap_or_else(|p| p.into_inner()).recv_timeout(Duration::from_millis(100))) {
-                Ok(result) => return result,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(lighthubert_corpus::CorpusError::Usage("the corpus run stopped without a result".into()));
+                Ok(Ok(result)) => return result.map_err(errors::from_corpus),
+                Ok(Err(())) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(errors::raise(Kind::Other, "the corpus run: internal error (please report it)"));
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if interrupt.is_none()
@@ -167,7 +168,7 @@ fn run_interruptible(py: Python<'_>, model: &Model, planned: Planned, progress: 
     if let Some(e) = callback.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
-    result.map_err(errors::from_corpus)
+    result
 }
 
 fn summary_dict<'py>(py: Python<'py>, s: &Summary, shard: Shard) -> PyResult<Bound<'py, PyDict>> {

@@ -116,3 +116,16 @@ pub fn from_audio(e: AudioError) -> PyErr {
 pub fn from_engine(label: &str, e: lighthubert::Error) -> PyErr {
     raise(engine_kind(&e), format!("{label}: {e}"))
 }
+
+/// Runs `work`, turning a panic (a bug of ours) into `lighthubert.Error` instead of pyo3's
+/// `PanicException`, which is no `Exception` and would escape `except lighthubert.Error`.
+pub fn no_panic<T>(what: &str, work: impl FnOnce() -> pyo3::PyResult<T>) -> pyo3::PyResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(raise(Kind::Other, format!("{what}: internal error (please report it): {message}")))
+    })
+}

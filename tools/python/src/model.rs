@@ -97,8 +97,10 @@ impl Model {
         let subnet = subnet.subnet.clone();
         let options = ExtractOptions { normalize, layers: selection };
         py.detach(|| {
-            let waves = waves::prepare(&self.model, waves, sample_rate)?;
-            waves::extract(&self.model, &subnet, &waves, &options, batch_size)
+            errors::no_panic("extract", || {
+                let waves = waves::prepare(&self.model, waves, sample_rate)?;
+                waves::extract(&self.model, &subnet, &waves, &options, batch_size)
+            })
         })
     }
 }
@@ -118,7 +120,7 @@ impl Model {
         let weights: Weights = parse_choice("weights", weights)?;
         let math: Math = parse_choice("math", math)?;
         let precision = lighthubert_tools::cli::precision(weights, math);
-        py.detach(move || {
+        py.detach(move || errors::no_panic("Model", || {
             let src = load_checkpoint(checkpoint.as_deref()).map_err(errors::from_cli)?;
             let supernet = supernet_of(&src).map_err(errors::from_cli)?;
             let env = AdapterChoice::from_env();
@@ -141,7 +143,7 @@ impl Model {
                 info,
                 checkpoint_id: OnceLock::new(),
             })
-        })
+        }))
     }
 
     /// The checkpoint, its supernet, search space and presets (with parameter counts), and

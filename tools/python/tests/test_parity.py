@@ -148,3 +148,40 @@ def test_a_raising_progress_callback_stops_the_run(tiny, tmp_path):
         tiny.extract_corpus(data, tmp_path / "out", progress=stop_after_two, batch_size=1)
     s = tiny.extract_corpus(data, tmp_path / "out")
     assert s.before >= 2 and s.before + s.extracted == 8
+
+
+def test_ctrl_c_stops_after_the_batch_in_flight_and_the_rerun_resumes(tiny, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    import lighthubert
+
+    speech = lighthubert.load_audio(SPEECH)
+    data = tmp_path / "data"
+    data.mkdir()
+    long = np.tile(speech, 3)
+    for i in range(24):
+        pcm16_wav(data / f"u{i:02d}.wav", long[i * 400 : i * 400 + 96000])
+    out = tmp_path / "out"
+    script = (
+        "import sys, lighthubert\n"
+        f"m = lighthubert.Model({str(TINY_DEFAULT)!r})\n"
+        "try:\n"
+        f"    m.extract_corpus({str(data)!r}, {str(out)!r}, subnet='max', batch_size=1, progress=lambda e: print('done', flush=True))\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(130)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "done"
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and rest.strip().endswith("interrupted"), rest
+    written = sorted(out.glob("*.npy"))
+    assert 1 <= len(written) < 24
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    s = tiny.extract_corpus(data, out, subnet="max")
+    assert (s.before, s.before + s.extracted) == (len(written), 24)
+    run_command("extract", "--checkpoint", TINY_DEFAULT, "--subnet", "max", "--out", tmp_path / "cli", data)
+    same_tree(out, tmp_path / "cli")
