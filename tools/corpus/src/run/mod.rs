@@ -446,3 +446,52 @@ fn refuse_inputs<'a>(inputs: &Inputs, outputs: impl Iterator<Item = &'a Path>) -
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(ids: &[&str]) -> Inputs {
+        let utterances = ids.iter().map(|id| Utterance { id: id.to_string(), path: format!("/audio/{id}.wav").into(), samples: None }).collect();
+        Inputs { utterances, manifest_stem: None, only_named_files: false }
+    }
+
+    #[test]
+    fn a_worker_keeps_its_own_index_skips_nothing_and_counts_for_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let config = config::tests::sample();
+        let all = inputs(&["a", "b", "c"]);
+        // The driver's plan: everything to do, configuration saved.
+        let driver = Plan::new(&all, config.clone(), RunOptions::new(&out, Layout::Files(Format::Npy))).unwrap();
+        assert_eq!(driver.todo(), 3);
+        // A worker records "a" and "b" as done in its own index...
+        let mut options = RunOptions::new(&out, Layout::Files(Format::Npy));
+        options.worker = Some("ray-x1-host-7-ab".into());
+        let worker = Plan::new(&inputs(&["a", "b"]), config.clone(), options.clone()).unwrap();
+        let state = worker.state.clone().unwrap();
+        assert_eq!(state.index_path(), out.join(STATE_DIR).join("index-ray-x1-host-7-ab.jsonl"));
+        let mut ix = state::IndexWriter::open(&state.index_path()).unwrap();
+        for id in ["a", "b"] {
+            std::fs::write(out.join(format!("{id}.npy")), b"x").unwrap();
+            ix.append(&IndexEntry { id: id.into(), source: id.into(), samples: 400, frames: 1, output: format!("{id}.npy"), row: None })
+                .unwrap();
+        }
+        // ...a worker given them again (a retried batch) does them again, since the driver
+        // planned it...
+        assert_eq!(Plan::new(&inputs(&["a", "b"]), config.clone(), options.clone()).unwrap().todo(), 2);
+        // ...and the next whole run, the command's included, counts them as done.
+        let next = Plan::new(&all, config.clone(), RunOptions::new(&out, Layout::Files(Format::Npy))).unwrap();
+        assert_eq!((next.before(), next.todo()), (2, 1));
+        assert_eq!(next.todo_utterances().map(|u| u.id.as_str()).collect::<Vec<_>>(), ["c"]);
+        // A worker name is a plain file-name part, and workers write the files layout only.
+        for bad in ["", "a/b", "x y"] {
+            let mut o = options.clone();
+            o.worker = Some(bad.into());
+            assert!(matches!(Plan::new(&all, config.clone(), o), Err(CorpusError::Usage(_))), "{bad:?}");
+        }
+        let mut fairseq = options.clone();
+        fairseq.layout = Layout::Fairseq { split: "train".into() };
+        assert!(matches!(Plan::new(&all, config, fairseq), Err(CorpusError::Usage(_))));
+    }
+}
