@@ -54,6 +54,8 @@ def test_bad_waveforms(tiny):
         tiny.extract(np.zeros(16000, np.int16))
     with pytest.raises(lighthubert.UsageError, match="1-D"):
         tiny.extract([np.zeros((2, 16000), np.float32)])
+    with pytest.raises(lighthubert.UsageError, match="wavs_len: 1 lengths for 2 waveforms"):
+        tiny(np.zeros((2, 16000), np.float32), wavs_len=[16000])
     with pytest.raises(lighthubert.UsageError, match="sample_rate=0"):
         tiny.extract(np.zeros(16000, np.float32), sample_rate=0)
 

@@ -107,6 +107,12 @@ def test_s3prl_shaped_call(tiny, speech):
         assert not s[0, lengths[0] :].any()
     unnormalised = tiny([a, b], normalize=False)["hidden_states"][-1]
     assert not np.array_equal(unnormalised, states[-1])
+    # S3PRLUpstream's form: a zero-padded batch and its lengths.
+    padded = np.zeros((2, 40000), np.float32)
+    padded[0, :16000], padded[1] = a, b
+    again = tiny(padded, wavs_len=[16000, 40000])
+    assert all(np.array_equal(x, y) for x, y in zip(again["hidden_states"], states))
+    assert np.array_equal(again["lengths"], lengths)
 
 
 def test_other_rates_are_resampled_as_the_command_resamples(tiny, lighthubert, tmp_path):

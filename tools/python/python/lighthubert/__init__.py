@@ -15,7 +15,7 @@ import json
 import numbers
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -332,6 +332,7 @@ class Model:
     def __call__(
         self,
         wavs: Any,
+        wavs_len: Optional[Sequence[int]] = None,
         subnet: SubnetSpec = "default",
         layers: Layers = None,
         normalize: Optional[bool] = True,
@@ -341,10 +342,20 @@ class Model:
         """s3prl's upstream call: ``{"hidden_states": [B, T_max, E] float32 array per state,
         zero-padded past each utterance's frames, "lengths": [B] int64 frames}``.
 
+        ``wavs`` is a list of waveforms, or, with ``wavs_len`` (as ``S3PRLUpstream`` takes them),
+        a zero-padded [B, samples] batch whose row i holds ``wavs_len[i]`` samples.
+
         As s3prl's LightHuBERT upstream, it normalises each waveform by default and runs the
         checkpoint's default subnet (``max`` for stage-1 checkpoints). Unlike it, each
         utterance's features do not depend on what else is in the batch."""
         arrays, _ = _waveforms(wavs)
+        if wavs_len is not None:
+            lens = [int(n) for n in np.asarray(wavs_len).reshape(-1)]
+            if len(lens) != len(arrays) or any(n < 0 or n > len(a) for n, a in zip(lens, arrays)):
+                raise UsageError(
+                    f"wavs_len: {len(lens)} lengths for {len(arrays)} waveforms of {[len(a) for a in arrays]} samples"
+                )
+            arrays = [a[:n] for a, n in zip(arrays, lens)]
         sub = subnet if isinstance(subnet, Subnet) else self.subnet(subnet)
         states, lengths = self._native._padded(arrays, sub, _layer_spec(layers), normalize, int(sample_rate), int(batch_size))
         return {"hidden_states": states, "lengths": lengths}
