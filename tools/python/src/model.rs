@@ -278,7 +278,6 @@ fn describe(src: &lighthubert_tools::commands::Source, supernet: &Supernet, mode
         "search_space": supernet.space,
         "default_preset": format!("{:?}", supernet.default_preset).to_lowercase(),
         "presets": presets,
-        "parameters": supernet.parameter_count(&supernet.preset(&Preset::Max)),
         "adapter": model.context().describe(),
         "weights": model.weight_precision().name(),
         "math": model.precision().math.name(),

@@ -24,7 +24,8 @@ def test_info_matches_the_command(tiny):
         printed = json.loads(run_command("subnet", name, "--checkpoint", TINY_DEFAULT).stdout)
         assert info["presets"][name]["subnet"] == printed
         assert info["presets"][name]["parameters"] == tiny.subnet(name).parameters > 0
-    assert info["presets"]["min"]["parameters"] < info["presets"]["max"]["parameters"] == info["parameters"]
+    assert info["presets"]["min"]["parameters"] < info["presets"]["default"]["parameters"] < info["presets"]["max"]["parameters"]
+    assert info["default_preset"] == "default" and info["checkpoint"]["model"] == "hubert_pruner"
 
 
 def test_subnet_forms_agree(tiny, tmp_path):

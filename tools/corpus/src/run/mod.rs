@@ -218,6 +218,15 @@ impl Plan {
         self.state.as_ref().map(|s| s.dir.as_path())
     }
 
+    /// Who writes this run's files: the worker, else the shard (`shard-I-of-N`). It names the
+    /// temporary files, so what a killed run of the same writer left can be found.
+    pub fn writer(&self) -> String {
+        match &self.options.worker {
+            Some(w) => w.clone(),
+            None => format!("shard-{}-of-{}", self.options.shard.index, self.options.shard.count),
+        }
+    }
+
     /// The utterances still to do, in input order.
     pub fn todo_utterances(&self) -> impl Iterator<Item = &Utterance> {
         self.todo.iter().map(|&i| &self.utterances[i])
@@ -287,6 +296,13 @@ impl Plan {
     fn plan_files(&mut self, inputs: &Inputs, format: Format) -> Result<(), CorpusError> {
         let outputs = self.utterances.iter().map(|u| self.output_of(u, format)).collect();
         let ours = self.open_state_checked(inputs, outputs)?;
+        if self.options.worker.is_none() {
+            // A run of this shard killed outright (SIGKILL, a lost node) could not remove the
+            // temporary files it was writing; no other writer uses this shard's name.
+            let dirs: std::collections::BTreeSet<PathBuf> =
+                self.utterances.iter().filter_map(|u| self.output_of(u, format).parent().map(Path::to_path_buf)).collect();
+            crate::output::remove_partials(dirs.iter().map(PathBuf::as_path), &format!("{}.", self.writer()))?;
+        }
         if ours && !self.options.force && self.options.worker.is_none() {
             let state = self.state.as_ref().expect("state opened");
             let done = state::read_all_indexes(state)?;
@@ -493,5 +509,25 @@ mod tests {
         let mut fairseq = options.clone();
         fairseq.layout = Layout::Fairseq { split: "train".into() };
         assert!(matches!(Plan::new(&all, config, fairseq), Err(CorpusError::Usage(_))));
+    }
+
+    #[test]
+    fn a_shard_removes_what_its_killed_run_was_writing_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(out.join("spk")).unwrap();
+        let left = [".a.npy.shard-0-of-1.XYZ.partial", "spk/.b.npy.shard-0-of-1.QRS.partial"];
+        let kept = [".a.npy.shard-0-of-10.XYZ.partial", ".a.npy.ray1-h-2-x.Q.partial", "spk/c.npy", ".a.npy.ABC.partial"];
+        for name in left.iter().chain(&kept) {
+            std::fs::write(out.join(name), b"x").unwrap();
+        }
+        let plan = Plan::new(&inputs(&["a", "spk/b"]), config::tests::sample(), RunOptions::new(&out, Layout::Files(Format::Npy))).unwrap();
+        assert_eq!(plan.writer(), "shard-0-of-1");
+        for name in left {
+            assert!(!out.join(name).exists(), "{name}");
+        }
+        for name in kept {
+            assert!(out.join(name).exists(), "{name}");
+        }
     }
 }

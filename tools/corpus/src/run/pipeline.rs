@@ -200,6 +200,7 @@ fn write(
     let mut waiting: BTreeMap<usize, (AudioInfo, Features, usize)> = BTreeMap::new();
     let mut next = plan.todo.first().copied().unwrap_or(0);
     let mut made_dirs = std::collections::HashSet::<PathBuf>::new();
+    let writer = plan.writer();
     let result = (|| -> Result<(), CorpusError> {
         for m in messages {
             match m {
@@ -259,7 +260,7 @@ fn write(
                                 format,
                                 plan.options.dtype,
                                 plan.replace,
-                                plan.options.worker.as_deref(),
+                                Some(&writer),
                                 &features,
                                 &u.path,
                                 &plan.config,

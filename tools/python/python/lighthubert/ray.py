@@ -329,7 +329,7 @@ def extract_corpus(
             else:
                 extracted += 1
                 samples += int(row["samples"])
-        _lighthubert._remove_partials(os.fspath(out), [t["id"] for t in p["todo"]], run_name)
+        _lighthubert._remove_partials(os.fspath(out), [t["id"] for t in p["todo"]], run_name + "-")
     failures_file = _lighthubert._record_failures(
         os.fspath(out), p["shard"], [(f.id, os.fspath(f.path), f.reason) for f in failures]
     )
