@@ -166,3 +166,36 @@ def test_a_killed_actor_still_leaves_complete_correct_output(cluster, tmp_path):
     run_command("extract", "--checkpoint", TINY_DEFAULT, "--subnet", "max", "--out", tmp_path / "cli", data)
     assert same_outputs(out, tmp_path / "cli") == 24
     print(f"killed actor {killed[0]} after {killed[1]} of 24 outputs; the run finished complete and bit-identical")
+
+
+def test_extractor_errors_without_a_cluster(tiny, speech, tmp_path):
+    """The callable itself: unreadable files raise, are skipped, or become `error` rows."""
+    import shutil
+
+    import lighthubert
+
+    from conftest import BAD
+
+    bad = tmp_path / "broken.wav"
+    shutil.copy(BAD / "audio" / "not-audio.wav", bad)
+    batch = {"path": np.array([str(SPEECH), str(bad), str(SPEECH)], dtype=object), "n": np.arange(3)}
+    raising = lray.Extractor(TINY_DEFAULT, layers=-1)
+    with pytest.raises(lighthubert.AudioError, match="broken.wav"):
+        raising(batch)
+    skipped = lray.Extractor(TINY_DEFAULT, layers=-1, on_error="skip")(batch)
+    assert list(skipped["n"]) == [0, 2] and len(skipped["features"]) == 2
+    assert np.array_equal(skipped["features"][1], tiny.extract(speech, layers=-1))
+    with pytest.raises(lighthubert.UsageError, match="on_error"):
+        lray.Extractor(TINY_DEFAULT, on_error="ignore")
+
+    out = tmp_path / "out"
+    plan = lray.plan([SPEECH], out, checkpoint=TINY_DEFAULT)
+    assert [t["id"] for t in plan["todo"]] == ["speech"] and plan["before"] == 0
+    writer = lray.Extractor(TINY_DEFAULT, out=out)
+    rows = writer({"id": np.array(["speech", "broken"], dtype=object), "path": np.array([str(SPEECH), str(bad)], dtype=object)})
+    assert list(rows["output"]) == ["speech.npy", ""] and rows["frames"][0] == 141 and rows["error"][0] == ""
+    assert rows["error"][1] and rows["frames"][1] == 0
+    assert np.array_equal(np.load(out / "speech.npy"), tiny.extract(speech))
+    with pytest.raises(lighthubert.UsageError, match="`id` and `path`"):
+        writer({"path": np.array([str(SPEECH)], dtype=object)})
+    assert lray.plan([SPEECH], out, checkpoint=TINY_DEFAULT)["todo"] == []

@@ -45,8 +45,11 @@ def _ray_adapter(adapter: Optional[str]) -> Optional[str]:
     try:
         import ray
 
+        # Outside a Ray process, any call of Ray's would start a local cluster.
+        if not ray.is_initialized():
+            return None
         ids = ray.get_gpu_ids()
-    except Exception:  # not inside a Ray worker
+    except Exception:  # a Ray without GPU bookkeeping here: no hint
         return None
     return f"#{int(ids[0])}" if ids else None
 
@@ -138,7 +141,7 @@ class Extractor:
         return {
             "id": np.array([i for i, _ in rows], dtype=object),
             "path": np.array([p for _, p in rows], dtype=object),
-            "output": np.array([r["output"] if r and r["output"] else "" for r in results], dtype=object),
+            "output": np.array([str(r["output"]) if r and r["output"] else "" for r in results], dtype=object),
             "frames": np.array([r["frames"] if r else 0 for r in results], dtype=np.int64),
             "samples": np.array([r["samples"] if r else 0 for r in results], dtype=np.int64),
             "error": np.array(
