@@ -38,7 +38,8 @@ pub struct Model {
     checkpoint_id: OnceLock<CheckpointId>,
 }
 
-/// `f32` or `f16` for `what`, as the command's `--weights` and `--math` take them.
+/// The keyword `what` as the command takes the same option (`weights`, `math`, `dtype`,
+/// `layout`, `format`): one of its names, any case; anything else is a `UsageError` listing them.
 pub fn parse_choice<T: ValueEnum>(what: &str, value: &str) -> PyResult<T> {
     T::from_str(value, true).map_err(|_| {
         let valid: Vec<String> =
