@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod gpu;
 pub mod kernels;

@@ -79,6 +79,45 @@ pub enum Command {
     /// List the GPU adapters this machine offers, numbered as LIGHTHUBERT_ADAPTER=N picks them
     /// (two identical GPUs differ only by their number). Honours WGPU_BACKEND.
     Adapters,
+    /// Write one subnet as a model of its own: `--format hf` writes a folder that Hugging Face
+    /// transformers' `HubertModel.from_pretrained` loads (config.json, model.safetensors), for
+    /// subnets it can express (the same heads and FFN width in every layer, 64 x heads =
+    /// embed_dim).
+    Export(ExportArgs),
+}
+
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A folder for transformers' HubertModel: config.json and model.safetensors.
+    Hf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// LightHuBERT checkpoint (.pt); without it, the bundled demo checkpoint (random weights).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Subnet: default, min, max, random:SEED, or a JSON file in the authors' format.
+    #[arg(long, value_name = "PRESET|FILE.json", default_value = "default")]
+    pub subnet: String,
+
+    /// The format to write.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+
+    /// How the weights are stored: f32, or f16 (half the size).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub weights: Weights,
+
+    /// The folder to write (created if missing).
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Replace the files of an earlier export in that folder.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Some(Command::Profile(args)) => crate::profile::profile(args),
         Some(Command::Search(args)) => crate::search::search(args),
         Some(Command::Adapters) => adapters(),
+        Some(Command::Export(args)) => crate::export::export(args),
     }
 }
 

@@ -60,6 +60,10 @@ pub enum CliError {
     #[error("GPU: {0}")]
     Gpu(#[from] lighthubert::gpu::GpuError),
 
+    /// A subnet that cannot be exported as asked (`label` names the subnet).
+    #[error("--subnet {label}: {source}")]
+    Export { label: String, source: lighthubert::export::ExportError },
+
     /// A search that cannot be done as asked (a budget, a latency table).
     #[error("{0}")]
     Search(#[from] lighthubert::search::SearchError),

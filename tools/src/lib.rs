@@ -14,6 +14,7 @@ pub mod cli;
 pub mod commands;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod plot;
 pub mod profile;

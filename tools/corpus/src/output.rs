@@ -212,7 +212,7 @@ fn safetensors_bytes(features: &Features, dtype: Dtype, source: &Path, config: &
 /// process (and one map) to the next. Rewriting the header with its keys sorted makes one
 /// input give the same bytes every time, whichever program (the command, Python) wrote them.
 /// The sorted header is the same JSON, so it has the same length, and the offsets still hold.
-fn sort_header(bytes: &mut [u8]) -> std::io::Result<()> {
+pub fn sort_header(bytes: &mut [u8]) -> std::io::Result<()> {
     let bad = |why: &str| std::io::Error::other(format!("safetensors header: {why}"));
     let n = bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).ok_or_else(|| bad("too short"))? as usize;
     let header = bytes.get(8..8 + n).ok_or_else(|| bad("shorter than it says"))?;

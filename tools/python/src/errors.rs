@@ -92,7 +92,7 @@ pub fn cli_kind(e: &CliError) -> Kind {
             Kind::Device => Kind::Device,
             _ => Kind::Checkpoint,
         },
-        CliError::Subnet { .. } => Kind::Subnet,
+        CliError::Subnet { .. } | CliError::Export { .. } => Kind::Subnet,
         CliError::Layers { .. } | CliError::Usage(_) => Kind::Usage,
         CliError::Extract { source, .. } => engine_kind(source),
         CliError::OutputExists(_) | CliError::Output { .. } => Kind::Output,
