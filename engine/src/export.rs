@@ -94,11 +94,12 @@ pub fn hf_tensors(ckpt: &Checkpoint, supernet: &Supernet, subnet: &Subnet) -> Re
     // The conv feature extractor and its LayerNorm do not depend on the subnet.
     let mut in_ch = 1;
     for (i, spec) in d.conv_layers.iter().enumerate() {
-        let (p, q) = (format!("feature_extractor.conv_layers.{i}"), format!("feature_extractor.conv_layers.{i}"));
+        // fairseq's `conv_layers.{i}.0` (the conv) and `.2` (its norm) are HF's `.conv` and `.layer_norm`.
+        let p = format!("feature_extractor.conv_layers.{i}");
         let shape = vec![spec.channels, in_ch, spec.kernel];
-        put(format!("{q}.conv.weight"), shape.clone(), full(&format!("{p}.0.weight"), &shape)?);
+        put(format!("{p}.conv.weight"), shape.clone(), full(&format!("{p}.0.weight"), &shape)?);
         if d.conv_bias {
-            put(format!("{q}.conv.bias"), vec![spec.channels], full(&format!("{p}.0.bias"), &[spec.channels])?);
+            put(format!("{p}.conv.bias"), vec![spec.channels], full(&format!("{p}.0.bias"), &[spec.channels])?);
         }
         let norm = match (d.extractor_mode, i) {
             (ExtractorMode::Default, 0) => Some(format!("{p}.2")),
@@ -107,7 +108,7 @@ pub fn hf_tensors(ckpt: &Checkpoint, supernet: &Supernet, subnet: &Subnet) -> Re
         };
         if let Some(n) = norm {
             for part in ["weight", "bias"] {
-                put(format!("{q}.layer_norm.{part}"), vec![spec.channels], full(&format!("{n}.{part}"), &[spec.channels])?);
+                put(format!("{p}.layer_norm.{part}"), vec![spec.channels], full(&format!("{n}.{part}"), &[spec.channels])?);
             }
         }
         in_ch = spec.channels;
