@@ -46,6 +46,9 @@ pub fn export(args: ExportArgs) -> Result<(), CliError> {
         Some(p) => CheckpointId::of_file(p)?,
         None => CheckpointId::of_bytes(bundled::CHECKPOINT_NAME, bundled::CHECKPOINT),
     };
+    // One format so far; `--format` is required so that a later default cannot change what a
+    // script that names it gets.
+    let ExportFormat::Hf = args.format;
     let (dtype, width) = match args.weights {
         Weights::F32 => (StDtype::F32, 4),
         Weights::F16 => (StDtype::F16, 2),
@@ -86,9 +89,7 @@ pub fn export(args: ExportArgs) -> Result<(), CliError> {
         "{}: HubertModel of subnet {}\n  {parameters} parameters stored in {} ({:.1} MB: config.json, model.safetensors){}",
         out.display(),
         subnet_summary(&supernet, &subnet),
-        match args.format {
-            ExportFormat::Hf => if width == 4 { "f32" } else { "f16" },
-        },
+        if width == 4 { "f32" } else { "f16" },
         file.len() as f64 / 1e6,
         if src.bundled { "\n  NOTE: the bundled demo checkpoint has RANDOM weights" } else { "" },
     );
