@@ -14,7 +14,9 @@ use crate::errors::{self, Kind};
 /// resampled to 16 kHz) and returns its float32 samples.
 #[pyfunction]
 pub fn load_audio(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyArray1<f32>>> {
-    let wave = py.detach(|| read_16k(&path, &mut To16k::new(), 0).map(|(_, w)| w)).map_err(errors::from_audio)?;
+    let wave = py.detach(|| {
+        errors::no_panic("load_audio", || read_16k(&path, &mut To16k::new(), 0).map(|(_, w)| w).map_err(errors::from_audio))
+    })?;
     Ok(wave.into_pyarray(py))
 }
 

@@ -195,13 +195,13 @@ impl Model {
     /// `Model._extract_corpus`: the whole pipeline, as `lighthubert extract` runs it.
     pub fn extract_corpus<'py>(&self, py: Python<'py>, args: RunArgs, progress: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyDict>> {
         let extract_args = args.to_extract_args(self.checkpoint.clone(), self.weights, self.math)?;
-        let (planned, shard) = py.detach(|| {
+        let (planned, shard) = py.detach(|| errors::no_panic("extract_corpus", || {
             let request = CorpusRequest::from_args(&extract_args, &args.out).map_err(errors::from_cli)?;
             let planned = request
                 .plan(&extract_args, self.supernet(), self.model.task_normalize(), self.precision, || self.checkpoint_id())
                 .map_err(errors::from_cli)?;
             Ok::<_, PyErr>((planned, request.shard))
-        })?;
+        }))?;
         let summary = run_interruptible(py, self, planned, progress, &args.out)?;
         summary_dict(py, &summary, shard)
     }
@@ -231,9 +231,11 @@ impl Model {
         };
         let collect = Py::new(py, RowCollector { rows: Mutex::new(Vec::new()) })?;
         let planned = py.detach(|| {
-            request
-                .plan(&extract_args, self.supernet(), self.model.task_normalize(), self.precision, || self.checkpoint_id())
-                .map_err(errors::from_cli)
+            errors::no_panic("Extractor", || {
+                request
+                    .plan(&extract_args, self.supernet(), self.model.task_normalize(), self.precision, || self.checkpoint_id())
+                    .map_err(errors::from_cli)
+            })
         })?;
         run_interruptible(py, self, planned, Some(collect.clone_ref(py).into_any()), &args.out)?;
         let rows = std::mem::take(&mut *collect.get().rows.lock().unwrap_or_else(|p| p.into_inner()));
@@ -263,7 +265,7 @@ pub fn _plan_corpus<'py>(py: Python<'py>, checkpoint: Option<PathBuf>, weights: 
     let weights: Weights = parse_choice("weights", weights)?;
     let math: Math = parse_choice("math", math)?;
     let extract_args = args.to_extract_args(checkpoint.clone(), weights, math)?;
-    let (todo, in_shard, before, state, shard, config) = py.detach(|| {
+    let (todo, in_shard, before, state, shard, config) = py.detach(|| errors::no_panic("plan", || {
         let request = CorpusRequest::from_args(&extract_args, &args.out).map_err(errors::from_cli)?;
         if !matches!(request.layout, Layout::Files(_)) {
             return Err(errors::usage(format!(
@@ -288,7 +290,7 @@ pub fn _plan_corpus<'py>(py: Python<'py>, checkpoint: Option<PathBuf>, weights: 
             plan.todo_utterances().map(|u| (u.id.clone(), u.path.clone(), u.samples)).collect();
         let config = serde_json::to_value(plan.config()).unwrap_or_default();
         Ok((todo, plan.in_shard(), plan.before(), plan.state_dir().map(Path::to_path_buf), request.shard, config))
-    })?;
+    }))?;
     let d = PyDict::new(py);
     d.set_item("todo", todo)?;
     d.set_item("in_shard", in_shard)?;

@@ -181,7 +181,7 @@ impl Model {
     /// A subnet of this model: a preset (`default`, `min`, `max`, `random:SEED`), a JSON file
     /// in the authors' format, or the authors' dict as JSON text.
     fn subnet(&self, spec: &str) -> PyResult<PySubnet> {
-        self.resolve_subnet(spec)
+        errors::no_panic("subnet", || self.resolve_subnet(spec))
     }
 
     /// See `lighthubert.Model.extract`.
