@@ -8,7 +8,6 @@ import os
 import struct
 import subprocess
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Dict, Tuple
 

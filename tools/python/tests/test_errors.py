@@ -3,7 +3,6 @@ none is a panic."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, SPEECH, TINY_DEFAULT, TINY_F16, read_safetensors, run_command
+from conftest import FIXTURES, TINY_DEFAULT, read_safetensors, run_command
 
 
 def test_info_matches_the_command(tiny):
