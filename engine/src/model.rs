@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::checkpoint::{Checkpoint, ExtractorMode};
+use crate::checkpoint::{exported, Checkpoint, CheckpointError, ExtractorMode, TensorData};
 use crate::error::{Error, Result};
 use crate::gpu::{host_vec, Arena, Arithmetic, CommandStream, GpuContext, Kernel, KernelFamily, Precision, Profile, WeightMatrix, WeightPrecision};
 use crate::kernels::attention::{attention, HEAD_DIM};
@@ -231,19 +231,11 @@ impl LightHubert {
 
         let k = d.pos_conv_kernel;
         let gs = e / d.pos_conv_groups;
-        let (g, v) = match ckpt.optional_tensor("encoder.pos_conv.0.weight_g", &[1, 1, k])? {
-            Some(g) => (g, ckpt.tensor("encoder.pos_conv.0.weight_v", &[e, gs, k])?),
-            // torch's newer parametrize-based weight_norm names the same tensors differently.
-            None => (
-                ckpt.tensor("encoder.pos_conv.0.parametrizations.weight.original0", &[1, 1, k])?,
-                ckpt.tensor("encoder.pos_conv.0.parametrizations.weight.original1", &[e, gs, k])?,
-            ),
-        };
+        let (v, tap_scale) = pos_conv_weight_norm(ckpt, e, gs, k)?;
         // v as stored (exact in f16 for an f16 checkpoint), the weight norm as one scale per tap.
         let tap_major = conv_weight_frame_major(&v.values, e, gs, k);
         let pos_conv_weight = c.upload_matrix("encoder.pos_conv.0.weight_v", &tap_major, weights)?;
-        let pos_conv_tap_scale =
-            c.upload_weight("encoder.pos_conv.0.weight_norm", &weight_norm_scales(&v.values, &g.values, k))?;
+        let pos_conv_tap_scale = c.upload_weight("encoder.pos_conv.0.weight_norm", &tap_scale)?;
         let pos_conv_bias = c.upload_weight(
             "encoder.pos_conv.0.bias",
             &ckpt.tensor("encoder.pos_conv.0.bias", &[e])?.values,
@@ -251,17 +243,17 @@ impl LightHubert {
         let encoder_norm = upload_norm(c, ckpt, "encoder.layer_norm", e)?;
 
         let mut layers = Vec::new();
-        for l in 0..d.layers {
+        for (l, widths) in d.layer_widths.iter().enumerate() {
             let p = format!("encoder.layers.{l}");
-            let a = d.attention;
+            let (a, f) = (widths.attention, widths.ffn);
             layers.push(EncoderLayer {
                 q: upload_linear(c, ckpt, &format!("{p}.self_attn.q_proj"), a, e, precision)?,
                 k: upload_linear(c, ckpt, &format!("{p}.self_attn.k_proj"), a, e, precision)?,
                 v: upload_linear(c, ckpt, &format!("{p}.self_attn.v_proj"), a, e, precision)?,
                 out: upload_linear(c, ckpt, &format!("{p}.self_attn.out_proj"), e, a, precision)?,
                 attn_norm: upload_norm(c, ckpt, &format!("{p}.self_attn_layer_norm"), e)?,
-                fc1: upload_linear(c, ckpt, &format!("{p}.fc1"), d.ffn, e, precision)?,
-                fc2: upload_linear(c, ckpt, &format!("{p}.fc2"), e, d.ffn, precision)?,
+                fc1: upload_linear(c, ckpt, &format!("{p}.fc1"), f, e, precision)?,
+                fc2: upload_linear(c, ckpt, &format!("{p}.fc2"), e, f, precision)?,
                 final_norm: upload_norm(c, ckpt, &format!("{p}.final_layer_norm"), e)?,
             });
         }
@@ -340,7 +332,7 @@ impl LightHubert {
             }
         }
         // After the extractor: whole-length [frames, width] buffers; the FFN runs in row blocks.
-        let a = subnet.layers().iter().map(|l| 64 * l.heads as u64).max().unwrap_or(64);
+        let a = self.supernet.layers(subnet).iter().map(|l| 64 * l.heads as u64).max().unwrap_or(64);
         let widths = [d.conv_channels as u64, subnet.embed_dim as u64, a];
         largest = largest.max(b * t * widths.iter().max().copied().unwrap_or(1));
         largest * 4 <= self.activation_limit() && rows_fit(b * t)
@@ -482,7 +474,7 @@ impl LightHubert {
         layer_norm(s, &with_pos, None, self.encoder_norm.affine(), rows, e, false, &hidden);
 
         // 4. The kept layers. Scratch buffers are sized for the widest layer and reused.
-        let layers = subnet.layers();
+        let layers = self.supernet.layers(subnet);
         let a_max = layers.iter().map(|l| l.heads as u32 * HEAD_DIM).max().unwrap_or(HEAD_DIM);
         let f_max = layers.iter().map(|l| l.ffn as u32).max().unwrap_or(1);
         let [q, k, v, heads_out] = ["q", "k", "v", "attention"].map(|n| arena.activation(n, (rows * a_max) as usize));
@@ -685,6 +677,25 @@ impl LightHubert {
             .map(|&n| HiddenStates { frames: n, embed: r.embed, states: values.by_ref().take(r.states.len()).collect() })
             .collect())
     }
+}
+
+/// The positional conv's `v` and its weight norm as one scale per tap. A checkpoint stores
+/// `g` and the full `v`; an exported subnet stores its cut of `v` and the scales computed from
+/// the full one, so that both upload the same values.
+pub(crate) fn pos_conv_weight_norm(ckpt: &Checkpoint, e: usize, gs: usize, k: usize) -> std::result::Result<(&TensorData, Vec<f32>), CheckpointError> {
+    if ckpt.config.exported_subnet.is_some() {
+        let v = ckpt.tensor(exported::POS_CONV_V, &[e, gs, k])?;
+        return Ok((v, ckpt.tensor(exported::TAP_SCALE, &[k])?.values.clone()));
+    }
+    let (g, v) = match ckpt.optional_tensor("encoder.pos_conv.0.weight_g", &[1, 1, k])? {
+        Some(g) => (g, ckpt.tensor("encoder.pos_conv.0.weight_v", &[e, gs, k])?),
+        // torch's newer parametrize-based weight_norm names the same tensors differently.
+        None => (
+            ckpt.tensor("encoder.pos_conv.0.parametrizations.weight.original0", &[1, 1, k])?,
+            ckpt.tensor("encoder.pos_conv.0.parametrizations.weight.original1", &[e, gs, k])?,
+        ),
+    };
+    Ok((v, weight_norm_scales(&v.values, &g.values, k)))
 }
 
 /// Which supernet FFN units a layer of `ffn` units in a subnet of width `embed` uses: the whole

@@ -23,6 +23,7 @@ fn released(name: &str, yaml: Option<&str>, mode: ExtractorMode) -> Supernet {
         conv_pos_groups: 16,
         layer_norm_first: false,
         pos_conv_depth: 1,
+        exported_subnet: None,
     };
     Supernet::from_config(&cfg).expect("released config is supported")
 }
@@ -166,9 +167,18 @@ fn widths_must_fit_the_checkpoint() {
     let mut cfg_space = SearchSpace::small();
     cfg_space.name = "custom".into();
     let net = Supernet {
-        dims: lighthubert::supernet::SupernetDims { embed: 128, attention: 128, ffn: 512, ffn_chunks: 4, ffn_chunk: 128, ..small().dims },
+        dims: lighthubert::supernet::SupernetDims {
+            embed: 128,
+            attention: 128,
+            ffn: 512,
+            ffn_chunks: 4,
+            ffn_chunk: 128,
+            layer_widths: vec![lighthubert::supernet::LayerWidths { attention: 128, ffn: 512 }; 12],
+            ..small().dims
+        },
         space: cfg_space,
         default_preset: Preset::Default,
+        exported: None,
     };
     let s = net.space.preset(&Preset::Min);
     let msg = field_error(&net, &s);

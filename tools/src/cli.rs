@@ -79,16 +79,19 @@ pub enum Command {
     /// List the GPU adapters this machine offers, numbered as LIGHTHUBERT_ADAPTER=N picks them
     /// (two identical GPUs differ only by their number). Honours WGPU_BACKEND.
     Adapters,
-    /// Write one subnet as a model of its own: `--format hf` writes a folder that Hugging Face
-    /// transformers' `HubertModel.from_pretrained` loads (config.json, model.safetensors), for
-    /// subnets it can express (the same heads and FFN width in every layer, 64 x heads =
-    /// embed_dim).
+    /// Write one subnet as a model of its own. By default a standalone .safetensors file
+    /// holding only that subnet's weights, which every command (and the Python package) opens
+    /// wherever it opens a .pt. `--format hf` writes a folder that Hugging Face transformers'
+    /// `HubertModel.from_pretrained` loads (config.json, model.safetensors), for subnets it can
+    /// express (the same heads and FFN width in every layer, 64 x heads = embed_dim).
     Export(ExportArgs),
 }
 
 /// What `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
+    /// One .safetensors file that lighthubert opens as it opens a checkpoint.
+    Subnet,
     /// A folder for transformers' HubertModel: config.json and model.safetensors.
     Hf,
 }
@@ -104,18 +107,19 @@ pub struct ExportArgs {
     pub subnet: String,
 
     /// The format to write.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, default_value = "subnet")]
     pub format: ExportFormat,
 
     /// How the weights are stored: f32, or f16 (half the size).
     #[arg(long, value_enum, default_value = "f32")]
     pub weights: Weights,
 
-    /// The folder to write (created if missing).
-    #[arg(long, short, value_name = "DIR")]
+    /// The file to write (`--format subnet`, e.g. small.safetensors), or the folder
+    /// (`--format hf`, created if missing).
+    #[arg(long, short, value_name = "FILE|DIR")]
     pub out: PathBuf,
 
-    /// Replace the files of an earlier export in that folder.
+    /// Replace an earlier export's files.
     #[arg(long)]
     pub force: bool,
 }

@@ -216,6 +216,16 @@ fn info(path: &Path) -> Result<(), CliError> {
     let (cfg, d, space) = (&src.ckpt.config, &supernet.dims, &supernet.space);
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     say!("checkpoint   {} ({:.1} MB)", path.display(), size as f64 / 1e6);
+    if let (Some(origin), Some(only)) = (&src.ckpt.origin, &supernet.exported) {
+        let values = src.ckpt.total_values() as u64;
+        say!(
+            "exported     one subnet, {} ({} values stored, {:.2} bytes each)",
+            subnet_summary(&supernet, only),
+            values,
+            size as f64 / values.max(1) as f64
+        );
+        say!("origin       cut from {} ({} bytes, sha256 {})", origin.checkpoint, origin.size, origin.sha256);
+    }
     say!("model        {} (pruner_supernet {})", cfg.name, cfg.pruner_supernet.as_deref().unwrap_or("not set"));
     let convs: Vec<String> =
         d.conv_layers.iter().map(|l| format!("({},{},{})", l.channels, l.kernel, l.stride)).collect();
@@ -232,7 +242,11 @@ fn info(path: &Path) -> Result<(), CliError> {
         min_samples(d),
         min_samples(d) as f64 / 16.0
     );
-    say!(
+    if supernet.exported.is_some() {
+        let layers: Vec<String> = d.layer_widths.iter().map(|w| format!("({},{})", w.attention / 64, w.ffn)).collect();
+        say!("layers       {} dense layers of width {} (heads,ffn): {}", d.layers, d.embed, compress(&layers));
+    } else {
+        say!(
         "supernet     {} layers, embed {}, attention {} ({} heads of 64), ffn {} ({} chunks of {})",
         d.layers,
         d.embed,
@@ -241,7 +255,8 @@ fn info(path: &Path) -> Result<(), CliError> {
         d.ffn,
         d.ffn_chunks,
         d.ffn_chunk
-    );
+        );
+    }
     say!("pos conv     kernel {}, {} groups", d.pos_conv_kernel, d.pos_conv_groups);
     say!(
         "normalize    {}",
@@ -258,9 +273,14 @@ fn info(path: &Path) -> Result<(), CliError> {
         space.ffn_ratio,
         space.layer_num
     );
-    for (name, preset) in [("default", Preset::Default), ("min", Preset::Min), ("max", Preset::Max)] {
-        let s = supernet.preset(&preset);
-        let note = if name == "default" && supernet.default_preset != Preset::Default {
+    let presets: &[(&str, Preset)] = if supernet.exported.is_some() {
+        &[("every preset", Preset::Default)]
+    } else {
+        &[("default", Preset::Default), ("min", Preset::Min), ("max", Preset::Max)]
+    };
+    for (name, preset) in presets {
+        let s = supernet.preset(preset);
+        let note = if *name == "default" && supernet.default_preset != Preset::Default {
             format!(" (= {:?} for this checkpoint kind)", supernet.default_preset).to_lowercase()
         } else {
             String::new()

@@ -5,7 +5,7 @@
 //! silently coerced architecture value would load weights into the wrong shapes.
 
 use super::pickle::PyValue;
-use crate::supernet::SearchSpace;
+use crate::supernet::{SearchSpace, Subnet};
 
 /// The authors' default for `conv_feature_layers`.
 pub const DEFAULT_CONV_FEATURE_LAYERS: &str = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2";
@@ -66,6 +66,9 @@ pub struct ModelConfig {
     pub conv_pos_groups: usize,
     pub layer_norm_first: bool,
     pub pos_conv_depth: usize,
+    /// Set for an exported subnet file (`lighthubert export`): the one subnet its dense
+    /// tensors hold. The encoder widths above are then that subnet's (the widest layer's).
+    pub exported_subnet: Option<Subnet>,
 }
 
 /// Reads `cfg['model']` (`model` is that dict; `prefix` is its dotted name for messages).
@@ -119,6 +122,7 @@ pub fn parse_model_config(model: &PyValue, prefix: &str) -> Result<ModelConfig, 
         conv_pos_groups: f.usize_or("conv_pos_groups", 16)?,
         layer_norm_first: f.bool_or("layer_norm_first", false)?,
         pos_conv_depth: f.usize_or("pos_conv_depth", 1)?,
+        exported_subnet: None,
     })
 }
 

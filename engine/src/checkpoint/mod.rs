@@ -1,4 +1,5 @@
-//! Reader for the released LightHuBERT `.pt` checkpoints, with no Python at runtime.
+//! Reader for the released LightHuBERT `.pt` checkpoints, with no Python at runtime, and for
+//! the subnets `lighthubert export` writes ([`exported`]).
 //!
 //! A checkpoint is a `torch.save` zip archive ([`archive`]): `<root>/data.pkl` is a pickle
 //! that a restricted VM ([`pickle`]) decodes into plain data without executing anything,
@@ -12,6 +13,7 @@
 pub mod archive;
 pub mod config;
 mod error;
+pub mod exported;
 pub mod pickle;
 pub mod tensor;
 #[cfg(test)]
@@ -21,12 +23,13 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{BufReader, Cursor, Read, Seek};
+use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use archive::{Archive, MemberError};
 pub use config::{ConvLayerSpec, ExtractorMode, ModelConfig};
 pub use error::CheckpointError;
+pub use exported::Origin;
 use pickle::{PickleError, PyValue, StorageDtype, TensorRef};
 pub use tensor::{StoredDtype, TensorData};
 
@@ -52,6 +55,8 @@ pub struct Checkpoint {
     pub config: ModelConfig,
     /// `cfg['task']['normalize']`: whether training normalised the waveform.
     pub task_normalize: Option<bool>,
+    /// For an exported subnet file, the checkpoint it was cut from.
+    pub origin: Option<Origin>,
     tensors: BTreeMap<String, TensorData>,
     ignored: Vec<String>,
 }
@@ -78,10 +83,27 @@ impl Checkpoint {
     }
 
     fn from_reader<R: Read + Seek>(
-        reader: R,
+        mut reader: R,
         len: u64,
         path: &Path,
     ) -> Result<Checkpoint, CheckpointError> {
+        let io = |source| CheckpointError::Io { path: path.to_path_buf(), source };
+        let mut head = Vec::with_capacity(9);
+        (&mut reader).take(9).read_to_end(&mut head).map_err(io)?;
+        reader.seek(SeekFrom::Start(0)).map_err(io)?;
+        if exported::looks_like_safetensors(&head) {
+            let mut bytes = Vec::with_capacity(len as usize);
+            reader.take(len).read_to_end(&mut bytes).map_err(io)?;
+            let e = exported::read(&bytes, path)?;
+            return Ok(Checkpoint {
+                path: path.to_path_buf(),
+                config: e.config,
+                task_normalize: e.task_normalize,
+                origin: Some(e.origin),
+                tensors: e.tensors,
+                ignored: Vec::new(),
+            });
+        }
         let mut archive = Archive::open(reader, len, path)?;
         let pkl = archive.data_pkl()?;
         let root = pickle::load(&pkl).map_err(|e| pickle_error(path, e))?;
@@ -148,6 +170,7 @@ impl Checkpoint {
             path: path.to_path_buf(),
             config,
             task_normalize,
+            origin: None,
             tensors,
             ignored,
         })

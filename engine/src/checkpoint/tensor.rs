@@ -111,7 +111,7 @@ pub fn materialize(t: &TensorRef, dtype: StoredDtype, raw: &[u8]) -> Result<Vec<
         let bytes = raw
             .get(start..start + n * es)
             .ok_or_else(|| ViewError::OutOfBounds("view outside storage".into()))?;
-        decode_slice(bytes, dtype)
+        decode(dtype, bytes)
     } else {
         gather(t, dtype, raw, n)?
     };
@@ -144,7 +144,8 @@ fn is_contiguous(shape: &[usize], strides: &[usize]) -> bool {
     true
 }
 
-fn decode_slice(bytes: &[u8], dtype: StoredDtype) -> Vec<f32> {
+/// Little-endian values of `dtype`, widened to f32.
+pub(crate) fn decode(dtype: StoredDtype, bytes: &[u8]) -> Vec<f32> {
     match dtype {
         StoredDtype::F32 => bytes
             .chunks_exact(4)

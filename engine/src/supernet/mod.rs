@@ -9,7 +9,7 @@ mod subnet;
 pub use flops::{forward_flops, layer_flops};
 pub use params::{layer_parameters, parameter_count};
 pub use space::SearchSpace;
-pub use subnet::{ffn_width, kept_layers, LayerChoice, Preset, Subnet};
+pub use subnet::{ffn_width, kept_layers, kept_layers_of, LayerChoice, Preset, Subnet};
 
 use thiserror::Error;
 
@@ -33,6 +33,19 @@ pub enum SubnetError {
     Unsupported { field: String, value: String },
     #[error("the checkpoint names no known search space: {0}")]
     UnknownSpace(String),
+    /// An exported file holds one subnet; any other needs the supernet it was cut from.
+    #[error("this file is one exported subnet ({exported}) and runs only that one; run other subnets from the checkpoint it was cut from")]
+    NotExported { exported: String },
+    #[error("exported subnet: {0}")]
+    BadExport(String),
+}
+
+/// The widths of one supernet layer's tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerWidths {
+    /// q/k/v output width (heads * 64).
+    pub attention: usize,
+    pub ffn: usize,
 }
 
 /// The supernet's own widths, read from the checkpoint's config (and checked against its
@@ -45,14 +58,18 @@ pub struct SupernetDims {
     /// Channels of the conv features (the last conv layer's width).
     pub conv_channels: usize,
     pub embed: usize,
-    /// q/k/v output width of the supernet (heads * 64).
+    /// q/k/v output width of the supernet's widest layer (heads * 64).
     pub attention: usize,
+    /// FFN width of the widest layer.
     pub ffn: usize,
     /// The FFN's hidden units form `ffn_chunks` chunks of `ffn_chunk` units; a subnet of width
     /// E takes the first E units of each chunk it uses.
     pub ffn_chunks: usize,
     pub ffn_chunk: usize,
     pub layers: usize,
+    /// Each layer's widths: all `attention` and `ffn` in a trained supernet; an exported
+    /// subnet's own.
+    pub layer_widths: Vec<LayerWidths>,
     pub pos_conv_kernel: usize,
     pub pos_conv_groups: usize,
 }
@@ -70,15 +87,18 @@ impl SupernetDims {
             Some(l) => l.channels,
             None => return unsupported("conv_feature_layers is empty".into()),
         };
+        if cfg.conv_pos_groups == 0 || !cfg.encoder_embed_dim.is_multiple_of(cfg.conv_pos_groups) || !cfg.conv_pos.is_multiple_of(2) {
+            return unsupported(format!("positional conv of kernel {} with {} groups", cfg.conv_pos, cfg.conv_pos_groups));
+        }
+        if let Some(subnet) = &cfg.exported_subnet {
+            return Self::exported(cfg, conv_channels, subnet);
+        }
         let (embed, ffn) = (cfg.encoder_embed_dim, cfg.encoder_ffn_embed_dim);
         if embed == 0 || ffn < embed || cfg.encoder_attention_heads * 64 != embed {
             return unsupported(format!(
                 "encoder widths embed {embed}, ffn {ffn}, heads {} (heads * 64 must equal embed)",
                 cfg.encoder_attention_heads
             ));
-        }
-        if cfg.conv_pos_groups == 0 || !embed.is_multiple_of(cfg.conv_pos_groups) || !cfg.conv_pos.is_multiple_of(2) {
-            return unsupported(format!("positional conv of kernel {} with {} groups", cfg.conv_pos, cfg.conv_pos_groups));
         }
         if cfg.encoder_layers != 12 {
             return unsupported(format!("{} encoder layers (LightHuBERT's depth map needs 12)", cfg.encoder_layers));
@@ -95,6 +115,47 @@ impl SupernetDims {
             ffn_chunks,
             ffn_chunk: ffn / ffn_chunks,
             layers: cfg.encoder_layers,
+            layer_widths: vec![LayerWidths { attention: cfg.encoder_attention_heads * 64, ffn }; cfg.encoder_layers],
+            pos_conv_kernel: cfg.conv_pos,
+            pos_conv_groups: cfg.conv_pos_groups,
+        })
+    }
+
+    /// An exported file's dims: its layers are the subnet's, dense, numbered from 0, and the
+    /// config's encoder widths must agree with the subnet.
+    fn exported(cfg: &ModelConfig, conv_channels: usize, subnet: &Subnet) -> Result<Self, SubnetError> {
+        let bad = |what: String| Err(SubnetError::BadExport(what));
+        let n = subnet.layer_num;
+        if [subnet.heads_num.len(), subnet.atten_dim.len(), subnet.ffn_embed.len(), subnet.slide_wsz.len()].iter().any(|&l| l != n) {
+            return bad(format!("its lists do not all have layer_num = {n} entries"));
+        }
+        let layer_widths: Vec<LayerWidths> = subnet.heads_num.iter().zip(&subnet.ffn_embed).map(|(&h, &f)| LayerWidths { attention: 64 * h, ffn: f }).collect();
+        let attention = layer_widths.iter().map(|w| w.attention).max().unwrap_or(0);
+        let ffn = layer_widths.iter().map(|w| w.ffn).max().unwrap_or(0);
+        let e = subnet.embed_dim;
+        if n == 0 || e == 0 || layer_widths.iter().any(|w| w.attention == 0 || w.ffn == 0) {
+            return bad("it has no layers, or a layer without heads or FFN units".into());
+        }
+        let config = (cfg.encoder_layers, cfg.encoder_embed_dim, cfg.encoder_attention_heads * 64, cfg.encoder_ffn_embed_dim);
+        if config != (n, e, attention, ffn) {
+            return bad(format!(
+                "the config says {} layers of width {} (attention {}, FFN {}), the subnet {n} of width {e} (attention up to {attention}, FFN up to {ffn})",
+                config.0, config.1, config.2, config.3
+            ));
+        }
+        Ok(SupernetDims {
+            extractor_mode: cfg.extractor_mode,
+            conv_layers: cfg.conv_layers.clone(),
+            conv_bias: cfg.conv_bias,
+            conv_channels,
+            embed: e,
+            attention,
+            ffn,
+            // Dense: each layer's units are its own, in order.
+            ffn_chunks: 1,
+            ffn_chunk: ffn,
+            layers: n,
+            layer_widths,
             pos_conv_kernel: cfg.conv_pos,
             pos_conv_groups: cfg.conv_pos_groups,
         })
@@ -108,11 +169,20 @@ pub struct Supernet {
     pub space: SearchSpace,
     /// `student_hubert` (stage 1) runs its max subnet by default, the pruned ones the middle.
     pub default_preset: Preset,
+    /// An exported file's one subnet: every preset names it, and nothing else runs.
+    pub exported: Option<Subnet>,
 }
 
 impl Supernet {
     pub fn from_config(cfg: &ModelConfig) -> Result<Self, SubnetError> {
         let dims = SupernetDims::from_config(cfg)?;
+        if let Some(subnet) = &cfg.exported_subnet {
+            let space = SearchSpace::holding(subnet).map_err(SubnetError::BadExport)?;
+            let mut subnet = subnet.clone();
+            subnet.ffn_ratio = None;
+            subnet.validate(&space, &dims)?;
+            return Ok(Supernet { dims, space, default_preset: Preset::Default, exported: Some(subnet) });
+        }
         let (space, default_preset) = if let Some(space) = &cfg.search_space {
             (space.clone(), Preset::Default)
         } else if cfg.name == "student_hubert" {
@@ -130,11 +200,15 @@ impl Supernet {
                 )));
             }
         };
-        Ok(Supernet { dims, space, default_preset })
+        Ok(Supernet { dims, space, default_preset, exported: None })
     }
 
-    /// The subnet a preset names; `default` follows the checkpoint's kind.
+    /// The subnet a preset names; `default` follows the checkpoint's kind. An exported file's
+    /// every preset is its subnet.
     pub fn preset(&self, preset: &Preset) -> Subnet {
+        if let Some(only) = &self.exported {
+            return only.clone();
+        }
         match preset {
             Preset::Default => self.space.preset(&self.default_preset),
             p => self.space.preset(p),
@@ -153,7 +227,15 @@ impl Supernet {
     }
 
     pub fn validate(&self, subnet: &Subnet) -> Result<(), SubnetError> {
+        if let Some(only) = self.exported.as_ref().filter(|only| !only.same_layers(subnet)) {
+            return Err(SubnetError::NotExported { exported: only.to_json() });
+        }
         subnet.validate(&self.space, &self.dims)
+    }
+
+    /// The kept layers of `subnet` with the supernet layer each one runs.
+    pub fn layers(&self, subnet: &Subnet) -> Vec<LayerChoice> {
+        subnet.layers_of(self.dims.layers)
     }
 
     pub fn parameter_count(&self, subnet: &Subnet) -> u64 {

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{ffn_width, Subnet};
+
 /// The choices of one once-for-all search space, in the authors' vocabulary.
 ///
 /// `heads_num` counts 64-wide heads; `ffn_ratio` multiplies the subnet's embed_dim.
@@ -36,5 +38,33 @@ impl SearchSpace {
             ffn_ratio: vec![3.5, 4.0],
             layer_num: vec![12],
         }
+    }
+
+    /// The smallest space that holds `subnet`: an exported file's. Its FFN ratios are the
+    /// subnet's own when it names them, else each width over the embed_dim.
+    pub fn holding(subnet: &Subnet) -> Result<Self, String> {
+        let e = subnet.embed_dim.max(1);
+        let ratios: Vec<f64> = match &subnet.ffn_ratio {
+            Some(r) => r.clone(),
+            None => subnet.ffn_embed.iter().map(|&f| f as f64 / e as f64).collect(),
+        };
+        if ratios.len() != subnet.ffn_embed.len() || ratios.iter().zip(&subnet.ffn_embed).any(|(&r, &f)| ffn_width(r, e) != f) {
+            return Err(format!("its ffn_ratio {ratios:?} does not give its ffn_embed {:?}", subnet.ffn_embed));
+        }
+        let distinct = |mut v: Vec<usize>| {
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let mut ffn_ratio = ratios;
+        ffn_ratio.sort_by(f64::total_cmp);
+        ffn_ratio.dedup();
+        Ok(SearchSpace {
+            name: "exported".into(),
+            embed_dim: vec![subnet.embed_dim],
+            heads_num: distinct(subnet.heads_num.clone()),
+            ffn_ratio,
+            layer_num: vec![subnet.layer_num],
+        })
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{SearchSpace, SubnetError, SupernetDims};
+use super::{LayerWidths, SearchSpace, SubnetError, SupernetDims};
 
 /// Which supernet layers a subnet of a given depth keeps (the reference's `depth_maps`):
 /// 12 keeps all, 11 drops layer 12, 10 drops layers 8 and 12 (1-based), and so on.
@@ -18,6 +18,19 @@ pub fn kept_layers(layer_num: usize) -> Option<Vec<usize>> {
         _ => return None,
     };
     Some((0..12).filter(|&i| map[i] == 1).collect())
+}
+
+/// Which layers of a `supernet_layers`-deep supernet a subnet of `layer_num` layers runs: all
+/// of them when the depths agree (an exported subnet is exactly as deep as its subnet), else
+/// the depth map of LightHuBERT's 12-layer supernet.
+pub fn kept_layers_of(supernet_layers: usize, layer_num: usize) -> Option<Vec<usize>> {
+    if layer_num == supernet_layers {
+        Some((0..layer_num).collect())
+    } else if supernet_layers == 12 {
+        kept_layers(layer_num)
+    } else {
+        None
+    }
 }
 
 /// A subnet as the authors write it: one list entry per kept layer.
@@ -71,9 +84,22 @@ impl Subnet {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// The kept layers with their widths, after [`Subnet::validate`] has passed.
+    /// The same layers and widths, whether or not either spells out its FFN ratios.
+    pub fn same_layers(&self, other: &Subnet) -> bool {
+        (self.embed_dim, self.layer_num, &self.heads_num, &self.atten_dim, &self.ffn_embed, &self.slide_wsz)
+            == (other.embed_dim, other.layer_num, &other.heads_num, &other.atten_dim, &other.ffn_embed, &other.slide_wsz)
+    }
+
+    /// The kept layers with their widths, after [`Subnet::validate`] has passed; `layer` is
+    /// that of a 12-layer supernet ([`super::Supernet::layers`] says which one a given
+    /// supernet runs).
     pub fn layers(&self) -> Vec<LayerChoice> {
-        kept_layers(self.layer_num)
+        self.layers_of(12)
+    }
+
+    /// [`Subnet::layers`] in a `supernet_layers`-deep supernet.
+    pub fn layers_of(&self, supernet_layers: usize) -> Vec<LayerChoice> {
+        kept_layers_of(supernet_layers, self.layer_num)
             .unwrap_or_default()
             .into_iter()
             .zip(self.heads_num.iter().zip(&self.ffn_embed))
@@ -87,7 +113,7 @@ impl Subnet {
         if !space.layer_num.contains(&n) {
             return Err(SubnetError::NotInSpace { field: "layer_num".into(), value: n.to_string(), allowed: format!("{:?}", space.layer_num) });
         }
-        if kept_layers(n).is_none() || n > dims.layers {
+        if kept_layers_of(dims.layers, n).is_none() {
             return Err(SubnetError::Unfit { field: "layer_num".into(), reason: format!("{n} layers cannot be taken from a {}-layer supernet", dims.layers) });
         }
         for (field, len) in [
@@ -125,8 +151,10 @@ impl Subnet {
             if self.atten_dim[i] != 64 * heads {
                 return Err(SubnetError::Inconsistent { field: format!("atten_dim[{i}]"), reason: format!("{} != 64 * heads_num[{i}] = {}", self.atten_dim[i], 64 * heads) });
             }
-            if 64 * heads > dims.attention {
-                return Err(SubnetError::Unfit { field: format!("heads_num[{i}]"), reason: format!("{heads} heads need {} attention channels, the supernet has {}", 64 * heads, dims.attention) });
+            let layer = kept_layers_of(dims.layers, n).unwrap_or_default()[i];
+            let full = dims.layer_widths.get(layer).copied().unwrap_or(LayerWidths { attention: dims.attention, ffn: dims.ffn });
+            if 64 * heads > full.attention {
+                return Err(SubnetError::Unfit { field: format!("heads_num[{i}]"), reason: format!("{heads} heads need {} attention channels, the supernet has {}", 64 * heads, full.attention) });
             }
             let ffn = self.ffn_embed[i];
             let ratios: Vec<f64> = space.ffn_ratio.iter().copied().filter(|&r| ffn_width(r, e) == ffn).collect();
@@ -137,7 +165,7 @@ impl Subnet {
             if let Some(r) = self.ffn_ratio.as_ref().filter(|r| ffn_width(r[i], e) != ffn) {
                 return Err(SubnetError::Inconsistent { field: format!("ffn_ratio[{i}]"), reason: format!("int({} * {e}) != ffn_embed[{i}] = {ffn}", r[i]) });
             }
-            if ffn > dims.ffn || (ffn != dims.ffn && ffn.div_ceil(e) > dims.ffn_chunks) {
+            if ffn > full.ffn || (ffn != full.ffn && ffn.div_ceil(e) > dims.ffn_chunks) {
                 return Err(SubnetError::Unfit { field: format!("ffn_embed[{i}]"), reason: format!("{ffn} units do not fit the supernet's {} chunks of {}", dims.ffn_chunks, dims.ffn_chunk) });
             }
             match &self.slide_wsz[i] {

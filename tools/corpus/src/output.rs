@@ -209,22 +209,8 @@ fn safetensors_bytes(features: &Features, dtype: Dtype, source: &Path, config: &
 }
 
 /// The safetensors crate writes the metadata in its HashMap's order, which changes from one
-/// process (and one map) to the next. Rewriting the header with its keys sorted makes one
-/// input give the same bytes every time, whichever program (the command, Python) wrote them.
-/// The sorted header is the same JSON, so it has the same length, and the offsets still hold.
-pub fn sort_header(bytes: &mut [u8]) -> std::io::Result<()> {
-    let bad = |why: &str| std::io::Error::other(format!("safetensors header: {why}"));
-    let n = bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).ok_or_else(|| bad("too short"))? as usize;
-    let header = bytes.get(8..8 + n).ok_or_else(|| bad("shorter than it says"))?;
-    let value: serde_json::Value = serde_json::from_slice(header).map_err(|e| bad(&e.to_string()))?;
-    let sorted = serde_json::to_vec(&value).map_err(|e| bad(&e.to_string()))?;
-    if sorted.len() > n {
-        return Err(bad("sorted header is longer than the original"));
-    }
-    bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
-    bytes[8 + sorted.len()..8 + n].fill(b' ');
-    Ok(())
-}
+/// process (and one map) to the next; the engine's exporter has the same problem and the fix.
+pub use lighthubert::export::sort_header;
 
 #[cfg(test)]
 mod tests {
