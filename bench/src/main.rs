@@ -12,6 +12,7 @@
 mod cases;
 mod corpus;
 mod dense;
+mod export;
 mod pytorch;
 mod report;
 mod stats;
@@ -50,6 +51,9 @@ enum Mode {
     /// PyTorch model in a per-file loop (tools/bench_corpus_pytorch.py): files/s, audio s/s,
     /// real-time factor, wall time with model load.
     Corpus(corpus::CorpusArgs),
+    /// Subnets exported as standalone files (`lighthubert export`) against the supernet they
+    /// came from: file size, load time, GPU memory, and their features compared bit for bit.
+    Export(export::ExportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,6 +105,7 @@ fn main() -> Res<()> {
     let cli = Cli::parse();
     match cli.mode {
         Some(Mode::Corpus(c)) => corpus::run(&c, &repo_root()),
+        Some(Mode::Export(e)) => export::run(&e, &repo_root()),
         None => engine_benchmarks(&cli.args),
     }
 }

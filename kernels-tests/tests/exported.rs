@@ -163,3 +163,44 @@ fn re_exporting_an_export_gives_the_same_file() {
         assert!(again == first, "{name}: re-export differs");
     }
 }
+
+/// Damaged exported files (bytes of the header and metadata changed, the file cut short) give an
+/// error or a checkpoint, never a panic; what loads must still build a supernet or refuse to.
+#[test]
+fn damaged_files_give_errors_not_panics() {
+    let c = case("default-ckpt-min");
+    let (good, _) = exported(&c, FileWeights::F32);
+    let header_end = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut opened, mut refused) = (0, 0);
+    for round in 0..600 {
+        let mut bytes = good.clone();
+        if round % 5 == 4 {
+            bytes.truncate(next() as usize % good.len());
+        } else {
+            for _ in 0..1 + next() % 4 {
+                let at = next() as usize % header_end;
+                // Digits, quotes and braces break the JSON in ways a bit flip rarely does.
+                let pick = b"0123456789\"{}[],:-eE. \x00\xff";
+                bytes[at] = if next() % 2 == 0 { pick[next() as usize % pick.len()] } else { bytes[at] ^ (1 << (next() % 8)) };
+            }
+        }
+        match Checkpoint::from_bytes(&bytes, Path::new("damaged.safetensors")) {
+            Ok(ckpt) => {
+                opened += 1;
+                let _ = Supernet::from_config(&ckpt.config).map(|sn| sn.preset(&Preset::Default));
+            }
+            Err(e) => {
+                refused += 1;
+                assert!(e.to_string().starts_with("damaged.safetensors: "), "{e}");
+            }
+        }
+    }
+    assert!(refused > 300, "{refused} of 600 damaged files refused, {opened} opened");
+}

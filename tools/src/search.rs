@@ -38,6 +38,10 @@ pub fn search(args: SearchArgs) -> Result<(), CliError> {
     eprintln!("adapter    {}", ctx.describe());
     eprintln!("checkpoint {} (search space {:?})", src.label, model.supernet().space.name);
 
+    if let Some(only) = model.supernet().exported.clone() {
+        return measure_exported(&model, &only, &args).map_err(run_err);
+    }
+
     let key = TableKey::for_model(&model, args.audio_seconds);
     let table_path = args.table.clone().or_else(|| LatencyTable::default_dir().map(|d| d.join(key.file_name())));
     let table = obtain_table(&model, &key, table_path.as_deref(), args.table.is_some(), &args).map_err(run_err)?;
@@ -100,6 +104,25 @@ pub fn search(args: SearchArgs) -> Result<(), CliError> {
         eprintln!("plot       {}", path.display());
     }
     println!("{}", best.subnet.to_json());
+    Ok(())
+}
+
+/// An exported file's search space holds its one subnet: nothing to choose, only whether it
+/// meets the budget, measured end to end.
+fn measure_exported(model: &LightHubert, only: &lighthubert::Subnet, args: &SearchArgs) -> lighthubert::Result<()> {
+    let wave = search::probe_audio(args.audio_seconds);
+    let measured_ms = search::measure_ms(model, only, &wave, args.runs)?;
+    eprintln!(
+        "exported   one subnet, nothing to search: {}, measured {measured_ms:.2} ms (median of {} runs) for {} of audio, budget {:.2} ms",
+        crate::commands::subnet_summary(model.supernet(), only),
+        args.runs.max(1),
+        seconds(args.audio_seconds),
+        args.budget_ms
+    );
+    if measured_ms > args.budget_ms {
+        return Err(SearchError::ExportedTooSlow { budget_ms: args.budget_ms, measured_ms }.into());
+    }
+    println!("{}", only.to_json());
     Ok(())
 }
 

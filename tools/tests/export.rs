@@ -1,7 +1,10 @@
-//! `lighthubert export --format hf`: the folder's contents (names, shapes, config, provenance),
-//! f16 storage, determinism, and refusals that leave nothing behind. That transformers loads it
-//! and computes our hidden states is checked by `tools/check_hf_export.py` (torch and
-//! transformers are not test dependencies; README: Exporting a subnet).
+//! `lighthubert export`: the standalone file (every command opens it and gets the supernet's
+//! output; `info` says what it is), and `--format hf`: the folder's contents (names, shapes,
+//! config, provenance), f16 storage, determinism, and refusals that leave nothing behind. That
+//! transformers loads an HF folder and computes our hidden states is checked by
+//! `tools/check_hf_export.py` (torch and transformers are not test dependencies; README:
+//! Shipping a subnet). kernels-tests/tests/exported.rs holds the exported files to the
+//! supernet bit for bit on every end-to-end fixture.
 
 mod common;
 
@@ -17,6 +20,14 @@ fn fixture(name: &str) -> PathBuf {
 fn export(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lighthubert"))
         .arg("export")
+        .args(args)
+        .env("XDG_RUNTIME_DIR", common::runtime_dir_in(dir))
+        .output()
+        .unwrap()
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lighthubert"))
         .args(args)
         .env("XDG_RUNTIME_DIR", common::runtime_dir_in(dir))
         .output()
@@ -124,4 +135,101 @@ fn refusals_leave_nothing_behind() {
         assert!(err.starts_with("error: ") && err.contains("a-file") && err.lines().count() == 1, "{err}");
     }
     assert_eq!(common::files_in(dir.path()).iter().filter(|p| p.to_string_lossy().contains(".partial")).count(), 0);
+}
+
+#[test]
+fn a_standalone_file_runs_in_every_command_as_its_subnet_of_the_supernet() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ckpt, wav) = (fixture("tiny-layernorm-f16.pt"), fixture("speech.wav"));
+    let (ckpt, wav) = (ckpt.to_str().unwrap(), wav.to_str().unwrap());
+    let file = d.join("random7.safetensors");
+    let file = file.to_str().unwrap();
+    let o = export(d, &["--checkpoint", ckpt, "--subnet", "random:7", "--out", file]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("opens wherever a checkpoint does"));
+
+    // extract: the same .npy as the supernet's subnet.
+    let (a, b) = (d.join("a.npy"), d.join("b.npy"));
+    let o = run(d, &["extract", "--checkpoint", ckpt, "--subnet", "random:7", "--layers", "all", wav, "--out", a.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(d, &["extract", "--checkpoint", file, "--layers", "all", wav, "--out", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "exported features differ from the supernet's");
+
+    // info: what it is and where it came from.
+    let o = run(d, &["info", file]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("exported     one subnet") && text.contains("cut from tiny-layernorm-f16.pt"), "{text}");
+    assert!(text.contains("search space exported") && text.contains("every preset"), "{text}");
+
+    // subnet: every preset is the exported one; another subnet is refused, naming the reason.
+    let want = subnet_json(d, Path::new(ckpt), "random:7");
+    for preset in ["default", "min", "max", "random:1"] {
+        let mut got = subnet_json(d, Path::new(file), preset);
+        got.as_object_mut().unwrap().remove("ffn_ratio");
+        assert_eq!(got, want, "{preset}");
+    }
+    let other = d.join("max.json");
+    std::fs::write(&other, serde_json::to_vec(&subnet_json(d, Path::new(ckpt), "max")).unwrap()).unwrap();
+    let o = run(d, &["extract", "--checkpoint", file, "--subnet", other.to_str().unwrap(), wav, "--out", d.join("c.npy").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("one exported subnet") && err.lines().count() == 1, "{err}");
+
+    // profile and search open it too; search has one subnet to measure.
+    let o = run(d, &["profile", "--checkpoint", file, wav]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(d, &["search", "--checkpoint", file, "--budget-ms", "100000", "--audio-seconds", "1", "--runs", "1", "--table", d.join("t.json").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("nothing to search"), "{err}");
+    let mut chosen: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    chosen.as_object_mut().unwrap().remove("ffn_ratio");
+    assert_eq!(chosen, want);
+    let o = run(d, &["search", "--checkpoint", file, "--budget-ms", "0.001", "--audio-seconds", "1", "--runs", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("search the checkpoint it was cut from"), "{err}");
+}
+
+#[test]
+fn standalone_refusals_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ckpt = fixture("tiny-default.pt");
+    let ckpt = ckpt.to_str().unwrap();
+    let one_line_error = |o: &Output, needle: &str| {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.starts_with("error: ") && err.contains(needle) && err.lines().count() == 1, "{err}");
+    };
+    // A subnet outside the space.
+    let bad = d.join("bad.json");
+    std::fs::write(&bad, br#"{"atten_dim":[64],"embed_dim":96,"ffn_embed":[1],"heads_num":[1],"layer_num":1,"slide_wsz":["global"]}"#).unwrap();
+    let out = d.join("x.safetensors");
+    one_line_error(&export(d, &["--checkpoint", ckpt, "--subnet", bad.to_str().unwrap(), "--out", out.to_str().unwrap()]), "layer_num");
+    assert!(!out.exists());
+    // An existing file is kept without --force; a folder is not a file; a missing folder.
+    std::fs::write(&out, b"mine").unwrap();
+    one_line_error(&export(d, &["--checkpoint", ckpt, "--out", out.to_str().unwrap()]), "already exists; pass --force");
+    assert_eq!(std::fs::read(&out).unwrap(), b"mine");
+    one_line_error(&export(d, &["--checkpoint", ckpt, "--out", d.to_str().unwrap()]), "is a folder");
+    one_line_error(&export(d, &["--checkpoint", ckpt, "--out", d.join("no/such/x.safetensors").to_str().unwrap()]), "its folder does not exist");
+    // An unwritable folder (as root, permissions do not bind: the check is skipped there).
+    let ro = d.join("read-only");
+    std::fs::create_dir(&ro).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    if std::fs::write(ro.join("probe"), b"").is_err() {
+        one_line_error(&export(d, &["--checkpoint", ckpt, "--out", ro.join("x.safetensors").to_str().unwrap()]), "cannot write in its folder");
+    }
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // --force replaces it with the same bytes every time.
+    assert!(export(d, &["--checkpoint", ckpt, "--out", out.to_str().unwrap(), "--force"]).status.success());
+    let first = std::fs::read(&out).unwrap();
+    assert!(export(d, &["--checkpoint", ckpt, "--out", out.to_str().unwrap(), "--force"]).status.success());
+    assert!(std::fs::read(&out).unwrap() == first);
+    assert_eq!(common::files_in(d).iter().filter(|p| p.to_string_lossy().contains(".partial") || p.to_string_lossy().contains("write-test")).count(), 0);
 }

@@ -7,9 +7,10 @@
 //! which the cut alone no longer knows).
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors};
+use safetensors::tensor::{Dtype, Metadata};
 use serde::{Deserialize, Serialize};
 
 use super::config::{self, ConfigError, ModelConfig};
@@ -59,10 +60,29 @@ pub(super) struct Exported {
     pub tensors: BTreeMap<String, TensorData>,
 }
 
-/// Reads an exported subnet file held in memory.
-pub(super) fn read(bytes: &[u8], path: &Path) -> Result<Exported, CheckpointError> {
+/// The largest JSON header read (the safetensors crate's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Reads an exported subnet file of `len` bytes from its start. The tensors are read one at a
+/// time in file order, so the file is never held in memory twice.
+pub(super) fn read(mut reader: impl Read, len: u64, path: &Path) -> Result<Exported, CheckpointError> {
     let structure = |reason: String| CheckpointError::Structure { path: path.to_path_buf(), reason };
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| structure(format!("not a readable safetensors file: {e}")))?;
+    let unreadable = |why: String| structure(format!("not a readable safetensors file: {why}"));
+    let io = |source| CheckpointError::Io { path: path.to_path_buf(), source };
+    let mut n = [0u8; 8];
+    reader.read_exact(&mut n).map_err(io)?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER || 8 + n > len {
+        return Err(unreadable(format!("its header claims {n} bytes of a {len}-byte file")));
+    }
+    let mut header_bytes = vec![0u8; n as usize];
+    reader.read_exact(&mut header_bytes).map_err(io)?;
+    // Deserialising the crate's Metadata checks the header: dtypes, shapes and contiguous,
+    // non-overlapping offsets that match them.
+    let header: Metadata = serde_json::from_slice(&header_bytes).map_err(|e| unreadable(e.to_string()))?;
+    if 8 + n + header.data_len() as u64 != len {
+        return Err(unreadable(format!("its header describes {} bytes of tensors, the file holds {} (truncated?)", header.data_len(), len - 8 - n)));
+    }
     let meta = header.metadata().clone().unwrap_or_default();
     match meta.get(FORMAT_KEY).map(String::as_str) {
         Some(FORMAT) => {}
@@ -83,6 +103,10 @@ pub(super) fn read(bytes: &[u8], path: &Path) -> Result<Exported, CheckpointErro
     let subnet = Subnet::from_json(field(SUBNET_KEY)?)
         .map_err(|e| config_error(ConfigError { field: SUBNET_KEY.into(), reason: e.to_string() }))?;
     config.exported_subnet = Some(subnet);
+    // A config that disagrees with its subnet is a damaged file, said as such here rather than
+    // as a subnet error when the model loads.
+    crate::supernet::Supernet::from_config(&config)
+        .map_err(|e| config_error(ConfigError { field: SUBNET_KEY.into(), reason: e.to_string() }))?;
     let task_normalize = match meta.get(TASK_NORMALIZE_KEY).map(String::as_str) {
         None => None,
         Some("true") => Some(true),
@@ -99,22 +123,26 @@ pub(super) fn read(bytes: &[u8], path: &Path) -> Result<Exported, CheckpointErro
         sha256: field(CHECKPOINT_SHA256_KEY)?.clone(),
     };
 
-    let st = SafeTensors::deserialize(bytes).map_err(|e| structure(format!("not a readable safetensors file: {e}")))?;
     let mut tensors = BTreeMap::new();
-    for (key, view) in st.iter() {
-        let dtype = match view.dtype() {
+    let mut raw = Vec::new();
+    for key in header.offset_keys() {
+        let Some(info) = header.info(&key) else { continue };
+        let dtype = match info.dtype {
             Dtype::F32 => StoredDtype::F32,
             Dtype::F16 => StoredDtype::F16,
             Dtype::BF16 => StoredDtype::BF16,
             other => {
-                return Err(CheckpointError::UnsupportedDtype { path: path.to_path_buf(), key: key.to_string(), dtype: format!("{other:?}") });
+                return Err(CheckpointError::UnsupportedDtype { path: path.to_path_buf(), key, dtype: format!("{other:?}") });
             }
         };
-        let values = super::tensor::decode(dtype, view.data());
+        let (start, end) = info.data_offsets;
+        raw.resize(end - start, 0);
+        reader.read_exact(&mut raw).map_err(io)?;
+        let values = super::tensor::decode(dtype, &raw);
         if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(CheckpointError::NonFinite { path: path.to_path_buf(), key: key.to_string(), index, value });
+            return Err(CheckpointError::NonFinite { path: path.to_path_buf(), key, index, value });
         }
-        tensors.insert(key.to_string(), TensorData { shape: view.shape().to_vec(), dtype, values });
+        tensors.insert(key, TensorData { shape: info.shape.clone(), dtype, values });
     }
     Ok(Exported { config, task_normalize, origin, tensors })
 }

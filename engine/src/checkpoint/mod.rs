@@ -92,9 +92,7 @@ impl Checkpoint {
         (&mut reader).take(9).read_to_end(&mut head).map_err(io)?;
         reader.seek(SeekFrom::Start(0)).map_err(io)?;
         if exported::looks_like_safetensors(&head) {
-            let mut bytes = Vec::with_capacity(len as usize);
-            reader.take(len).read_to_end(&mut bytes).map_err(io)?;
-            let e = exported::read(&bytes, path)?;
+            let e = exported::read(reader, len, path)?;
             return Ok(Checkpoint {
                 path: path.to_path_buf(),
                 config: e.config,

@@ -31,6 +31,8 @@ pub enum SearchError {
     BudgetTooSmall { budget_ms: f64, fastest_ms: f64, fastest_embed: usize, fastest_layers: usize },
     #[error("no subnet met {budget_ms:.1} ms when run: the last try, predicted at {predicted_ms:.1} ms, measured {measured_ms:.1} ms (the device may be busy; retry, or raise the budget)")]
     NotMetWhenRun { budget_ms: f64, predicted_ms: f64, measured_ms: f64 },
+    #[error("this file holds one exported subnet, which took {measured_ms:.1} ms against the budget of {budget_ms:.1} ms; search the checkpoint it was cut from for a smaller one")]
+    ExportedTooSlow { budget_ms: f64, measured_ms: f64 },
     #[error("latency table {path}: {reason}")]
     Table { path: String, reason: String },
 }

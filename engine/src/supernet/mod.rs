@@ -94,7 +94,7 @@ impl SupernetDims {
             return Self::exported(cfg, conv_channels, subnet);
         }
         let (embed, ffn) = (cfg.encoder_embed_dim, cfg.encoder_ffn_embed_dim);
-        if embed == 0 || ffn < embed || cfg.encoder_attention_heads * 64 != embed {
+        if embed == 0 || ffn < embed || cfg.encoder_attention_heads.saturating_mul(64) != embed {
             return unsupported(format!(
                 "encoder widths embed {embed}, ffn {ffn}, heads {} (heads * 64 must equal embed)",
                 cfg.encoder_attention_heads
@@ -129,6 +129,11 @@ impl SupernetDims {
         if [subnet.heads_num.len(), subnet.atten_dim.len(), subnet.ffn_embed.len(), subnet.slide_wsz.len()].iter().any(|&l| l != n) {
             return bad(format!("its lists do not all have layer_num = {n} entries"));
         }
+        // Far beyond any real width: a hostile file must not overflow the arithmetic below.
+        const LIMIT: usize = 1 << 20;
+        if subnet.embed_dim > LIMIT || subnet.heads_num.iter().chain(&subnet.ffn_embed).any(|&w| w > LIMIT) {
+            return bad(format!("widths beyond {LIMIT}"));
+        }
         let layer_widths: Vec<LayerWidths> = subnet.heads_num.iter().zip(&subnet.ffn_embed).map(|(&h, &f)| LayerWidths { attention: 64 * h, ffn: f }).collect();
         let attention = layer_widths.iter().map(|w| w.attention).max().unwrap_or(0);
         let ffn = layer_widths.iter().map(|w| w.ffn).max().unwrap_or(0);
@@ -136,7 +141,7 @@ impl SupernetDims {
         if n == 0 || e == 0 || layer_widths.iter().any(|w| w.attention == 0 || w.ffn == 0) {
             return bad("it has no layers, or a layer without heads or FFN units".into());
         }
-        let config = (cfg.encoder_layers, cfg.encoder_embed_dim, cfg.encoder_attention_heads * 64, cfg.encoder_ffn_embed_dim);
+        let config = (cfg.encoder_layers, cfg.encoder_embed_dim, cfg.encoder_attention_heads.saturating_mul(64), cfg.encoder_ffn_embed_dim);
         if config != (n, e, attention, ffn) {
             return bad(format!(
                 "the config says {} layers of width {} (attention {}, FFN {}), the subnet {n} of width {e} (attention up to {attention}, FFN up to {ffn})",

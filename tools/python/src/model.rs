@@ -261,7 +261,10 @@ fn describe(src: &lighthubert_tools::commands::Source, supernet: &Supernet, mode
             "size": size,
             "model": src.ckpt.config.name,
             "normalize": src.ckpt.task_normalize,
+            // An exported subnet file: the checkpoint it was cut from (None for a checkpoint).
+            "origin": src.ckpt.origin,
         },
+        "exported_subnet": supernet.exported,
         "config": {
             "extractor_mode": mode,
             "conv_layers": d.conv_layers.iter().map(|l| [l.channels, l.kernel, l.stride]).collect::<Vec<_>>(),

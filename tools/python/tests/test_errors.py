@@ -20,7 +20,7 @@ def test_the_hierarchy():
     assert issubclass(lighthubert.UsageError, ValueError) and issubclass(lighthubert.SubnetError, ValueError)
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (BAD / "checkpoints").glob("*.pt")))
+@pytest.mark.parametrize("name", sorted(p.name for p in (BAD / "checkpoints").glob("*.*")))
 def test_bad_checkpoints(name):
     with pytest.raises(lighthubert.CheckpointError) as e:
         lighthubert.Model(BAD / "checkpoints" / name)

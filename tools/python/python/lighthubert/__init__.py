@@ -239,8 +239,10 @@ class Model:
     """A LightHuBERT checkpoint on the GPU: any subnet of it runs without re-uploading weights.
 
     :param checkpoint: a released ``.pt`` file (``lighthubert_small.pt``, ``lighthubert_base.pt``,
-        ``lighthubert_stage1.pt``). ``None`` loads the bundled demo checkpoint, whose weights are
-        RANDOM: it shows the engine running, its features mean nothing.
+        ``lighthubert_stage1.pt``), or one subnet written by ``lighthubert export``
+        (``.safetensors``; every preset names that subnet). ``None`` loads the bundled demo
+        checkpoint, whose weights are RANDOM: it shows the engine running, its features mean
+        nothing.
     :param weights: ``"f32"`` or ``"f16"``: how weight matrices are stored on the GPU.
     :param math: ``"f32"`` or ``"f16"``: the GEMMs' arithmetic (f16 needs SHADER_F16).
     :param adapter: ``"#N"`` (the N-th of :func:`list_adapters`) or part of an adapter's name;
@@ -272,7 +274,10 @@ class Model:
     @property
     def info(self) -> Dict[str, Any]:
         """The checkpoint, its config, search space, presets with parameter counts, the adapter
-        and the precision, as a dict."""
+        and the precision, as a dict. For a file written by ``lighthubert export``,
+        ``info["exported_subnet"]`` is the one subnet it holds (every preset names it) and
+        ``info["checkpoint"]["origin"]`` the checkpoint it was cut from; both are None for a
+        checkpoint."""
         return self._native.info
 
     @property
