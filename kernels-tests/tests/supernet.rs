@@ -192,4 +192,9 @@ fn depth_maps_drop_the_reference_layers() {
     assert_eq!(kept_layers(11).unwrap(), (0..11).collect::<Vec<_>>());
     assert_eq!(kept_layers(10).unwrap(), vec![0, 1, 2, 3, 4, 5, 6, 8, 9, 10]);
     assert!(kept_layers(13).is_none());
+    // An exported subnet is its own supernet, as deep as itself; a 12-layer one maps depths.
+    use lighthubert::supernet::kept_layers_of;
+    assert_eq!(kept_layers_of(10, 10).unwrap(), (0..10).collect::<Vec<_>>());
+    assert_eq!(kept_layers_of(12, 10), kept_layers(10));
+    assert!(kept_layers_of(11, 10).is_none());
 }

@@ -99,6 +99,10 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     let mut runs = Vec::new();
     for name in args.subnets.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let subnet = resolve_subnet(model.supernet(), name)?;
+        // An exported file's presets all name its one subnet: run it once.
+        if runs.iter().any(|r: &Run| r.subnet == subnet) {
+            continue;
+        }
         let params = model.supernet().parameter_count(&subnet);
         runs.push(Run { name: name.to_string(), subnet, params, ms: 0.0 });
     }

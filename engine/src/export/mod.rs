@@ -12,6 +12,8 @@ mod subnet_file;
 
 use std::collections::{BTreeMap, HashMap};
 
+use half::slice::HalfFloatSliceExt;
+
 pub use hf::{check_hf_expressible, hf_config, hf_tensors};
 pub use subnet_file::{subnet_config, subnet_file, subnet_tensors, FileWeights};
 
@@ -71,7 +73,11 @@ pub fn safetensors_file(tensors: &BTreeMap<String, (safetensors::Dtype, Tensor)>
         .iter()
         .map(|(name, (dtype, t))| {
             let data = match dtype {
-                safetensors::Dtype::F16 => t.values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+                safetensors::Dtype::F16 => {
+                    let mut halves = vec![half::f16::ZERO; t.values.len()];
+                    halves.convert_from_f32_slice(&t.values);
+                    halves.iter().flat_map(|h| h.to_le_bytes()).collect()
+                }
                 _ => t.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             };
             (name, *dtype, &t.shape, data)
