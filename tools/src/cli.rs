@@ -60,7 +60,7 @@ pub enum Command {
     Extract(ExtractArgs),
     /// Describe a checkpoint: config, search space, preset subnets, stored dtypes.
     Info {
-        /// A LightHuBERT checkpoint (.pt).
+        /// A LightHuBERT checkpoint (.pt), or a subnet `lighthubert export` wrote (.safetensors).
         file: PathBuf,
     },
     /// Print a subnet in the authors' JSON format (use it with `extract --subnet FILE`).
@@ -98,7 +98,8 @@ pub enum ExportFormat {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// LightHuBERT checkpoint (.pt); without it, the bundled demo checkpoint (random weights).
+    /// LightHuBERT checkpoint (.pt), or a subnet `lighthubert export` wrote (.safetensors);
+    /// without it, the bundled demo checkpoint (random weights).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 
@@ -126,7 +127,8 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// LightHuBERT checkpoint (.pt); without it, the bundled demo checkpoint (random weights).
+    /// LightHuBERT checkpoint (.pt), or a subnet `lighthubert export` wrote (.safetensors);
+    /// without it, the bundled demo checkpoint (random weights).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 
@@ -191,7 +193,8 @@ pub enum ObjectiveArg {
 
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
-    /// LightHuBERT checkpoint (.pt); without it, the bundled demo checkpoint (random weights).
+    /// LightHuBERT checkpoint (.pt), or a subnet `lighthubert export` wrote (.safetensors);
+    /// without it, the bundled demo checkpoint (random weights).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 
@@ -274,7 +277,8 @@ pub enum LayoutArg {
 
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
-    /// LightHuBERT checkpoint (.pt); without it, the bundled demo checkpoint (random weights).
+    /// LightHuBERT checkpoint (.pt), or a subnet `lighthubert export` wrote (.safetensors);
+    /// without it, the bundled demo checkpoint (random weights).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 

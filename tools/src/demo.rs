@@ -24,7 +24,8 @@ use crate::resample::{To16k, TARGET_RATE};
 #[derive(Debug, Parser)]
 #[command(name = "lighthubert-demo", version)]
 pub struct DemoArgs {
-    /// LightHuBERT checkpoint (.pt); without it, the bundled demo checkpoint (random weights).
+    /// LightHuBERT checkpoint (.pt), or a subnet `lighthubert export` wrote (.safetensors);
+    /// without it, the bundled demo checkpoint (random weights).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 
