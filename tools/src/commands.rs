@@ -247,14 +247,14 @@ fn info(path: &Path) -> Result<(), CliError> {
         say!("layers       {} dense layers of width {} (heads,ffn): {}", d.layers, d.embed, compress(&layers));
     } else {
         say!(
-        "supernet     {} layers, embed {}, attention {} ({} heads of 64), ffn {} ({} chunks of {})",
-        d.layers,
-        d.embed,
-        d.attention,
-        d.attention / 64,
-        d.ffn,
-        d.ffn_chunks,
-        d.ffn_chunk
+            "supernet     {} layers, embed {}, attention {} ({} heads of 64), ffn {} ({} chunks of {})",
+            d.layers,
+            d.embed,
+            d.attention,
+            d.attention / 64,
+            d.ffn,
+            d.ffn_chunks,
+            d.ffn_chunk
         );
     }
     say!("pos conv     kernel {}, {} groups", d.pos_conv_kernel, d.pos_conv_groups);
