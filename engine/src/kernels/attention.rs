@@ -128,3 +128,9 @@ pub fn attention_cpu(
     }
     out
 }
+
+/// The parameter blocks of this module, for `params_match_the_shaders`.
+#[cfg(test)]
+pub(super) fn params_layouts() -> Vec<super::ParamsLayout> {
+    vec![super::params_layout!(AttentionParams { frames, batch, heads, row_stride, scale })]
+}

@@ -244,6 +244,12 @@ pub fn linear_cpu(
     y
 }
 
+/// The parameter blocks of this module, for `params_match_the_shaders`.
+#[cfg(test)]
+pub(super) fn params_layouts() -> Vec<super::ParamsLayout> {
+    vec![super::params_layout!(LinearParams { rows, cols, depth, x_row_stride, w_row_stride, row_chunk, row_chunk_stride, col_chunk, col_chunk_stride, flags, x_batch_stride, y_batch_stride })]
+}
+
 #[cfg(test)]
 mod tests {
     use super::IndexMap;

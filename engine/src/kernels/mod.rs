@@ -11,6 +11,31 @@ pub mod pos_conv;
 
 pub use crate::gpu::CommandStream;
 
+/// A parameter block as Rust lays it out: its size and each named field's offset. The padding
+/// fields (`_pad`) are covered by the size. `params_match_the_shaders` holds every block to the
+/// WGSL struct naga parses from the shaders that read it, so the two cannot drift.
+#[cfg(test)]
+#[derive(Clone)]
+pub(crate) struct ParamsLayout {
+    pub name: &'static str,
+    pub size: usize,
+    pub fields: Vec<(&'static str, usize)>,
+}
+
+/// `params_layout!(LinearParams { rows, cols })`: the [`ParamsLayout`] of a `#[repr(C)]` struct.
+#[cfg(test)]
+macro_rules! params_layout {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        $crate::kernels::ParamsLayout {
+            name: stringify!($ty),
+            size: std::mem::size_of::<$ty>(),
+            fields: vec![$((stringify!($field), std::mem::offset_of!($ty, $field))),*],
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use params_layout;
+
 /// The exact erf form of GELU, as the reference computes it.
 pub fn gelu_f64(x: f64) -> f64 {
     0.5 * x * (1.0 + erf_f64(x / std::f64::consts::SQRT_2))
@@ -102,5 +127,45 @@ mod tests {
         assert_eq!(fold_groups(10, 65535), [10, 1]);
         let [x, y] = fold_groups(200_000, 65535);
         assert!(x <= 65535 && x as u64 * y as u64 >= 200_000);
+    }
+}
+
+#[cfg(test)]
+mod params_tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::gpu::SHADER_FILES;
+
+    #[test]
+    fn params_match_the_shaders() {
+        let rust: Vec<ParamsLayout> =
+            [attention::params_layouts(), linear::params_layouts(), norm::params_layouts(), picture::params_layouts(), pointwise::params_layouts(), pos_conv::params_layouts()].concat();
+        let mut matched = HashSet::new();
+        for file in SHADER_FILES {
+            let source = file.composed();
+            let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{}: {}", file.label(), e.emit_to_string(&source)));
+            for (_, var) in module.global_variables.iter().filter(|(_, v)| v.space == naga::AddressSpace::Uniform) {
+                let ty = &module.types[var.ty];
+                let name = ty.name.as_deref().unwrap_or("(unnamed)");
+                let naga::TypeInner::Struct { members, span } = &ty.inner else {
+                    panic!("{}: uniform {name} is not a struct", file.label());
+                };
+                let r = rust.iter().find(|l| l.name == name).unwrap_or_else(|| panic!("{}: uniform struct {name} has no Rust parameter block", file.label()));
+                assert_eq!(r.size, *span as usize, "{}: {name} is {} bytes in WGSL, {} in Rust", file.label(), span, r.size);
+                for m in members.iter().filter(|m| !m.name.as_deref().unwrap_or("_").starts_with('_')) {
+                    let field = m.name.as_deref().unwrap_or_default();
+                    let (_, offset) = r.fields.iter().find(|(n, _)| *n == field).unwrap_or_else(|| panic!("{}: {name}.{field} is in WGSL, not in Rust", file.label()));
+                    assert_eq!(*offset, m.offset as usize, "{}: {name}.{field} at byte {} in WGSL, {offset} in Rust", file.label(), m.offset);
+                }
+                for (field, _) in &r.fields {
+                    assert!(members.iter().any(|m| m.name.as_deref() == Some(*field)), "{}: {name}.{field} is in Rust, not in WGSL", file.label());
+                }
+                matched.insert(name.to_string());
+            }
+        }
+        for r in &rust {
+            assert!(matched.contains(r.name), "{} is read by no shader", r.name);
+        }
     }
 }

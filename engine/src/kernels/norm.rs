@@ -243,3 +243,9 @@ pub fn group_norm_time_cpu(
     }
     y
 }
+
+/// The parameter blocks of this module, for `params_match_the_shaders`.
+#[cfg(test)]
+pub(super) fn params_layouts() -> Vec<super::ParamsLayout> {
+    vec![super::params_layout!(NormParams { rows, width, flags, eps }), super::params_layout!(ChunkNormParams { rows, width, count, chunk, chunks, count_full, count_last, flags, eps })]
+}

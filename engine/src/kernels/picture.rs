@@ -109,3 +109,9 @@ pub fn pack_rgb(c: [f32; 3]) -> u32 {
     let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u32;
     q(c[0]) | (q(c[1]) << 8) | (q(c[2]) << 16) | (255 << 24)
 }
+
+/// The parameter blocks of this module, for `params_match_the_shaders`.
+#[cfg(test)]
+pub(super) fn params_layouts() -> Vec<super::ParamsLayout> {
+    vec![super::params_layout!(PictureParams { rows, cols, width, height, lo, hi })]
+}

@@ -23,3 +23,9 @@ pub fn gelu_inplace(stream: &mut CommandStream, data: &wgpu::Buffer, len: u32) {
 pub fn gelu_cpu(data: &[f32]) -> Vec<f32> {
     data.iter().map(|&v| gelu_f64(v as f64) as f32).collect()
 }
+
+/// The parameter blocks of this module, for `params_match_the_shaders`.
+#[cfg(test)]
+pub(super) fn params_layouts() -> Vec<super::ParamsLayout> {
+    vec![super::params_layout!(PointwiseParams { len })]
+}

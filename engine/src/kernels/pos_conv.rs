@@ -174,3 +174,9 @@ pub fn pos_conv_residual_cpu(
     }
     y
 }
+
+/// The parameter blocks of this module, for `params_match_the_shaders`.
+#[cfg(test)]
+pub(super) fn params_layouts() -> Vec<super::ParamsLayout> {
+    vec![super::params_layout!(PosConvParams { frames, channels, group_size, kernel, w_out_stride, pad, w_tap_stride })]
+}
