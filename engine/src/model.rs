@@ -100,10 +100,7 @@ struct Recorded {
 pub fn frames_for(dims: &SupernetDims, samples: usize) -> usize {
     let mut t = samples;
     for l in &dims.conv_layers {
-        if t < l.kernel {
-            return 0;
-        }
-        t = (t - l.kernel) / l.stride + 1;
+        t = l.out_len(t);
     }
     t
 }
@@ -324,7 +321,7 @@ impl LightHubert {
         } else {
             let mut frames = longest as u64;
             for l in &d.conv_layers {
-                frames = (frames - l.kernel as u64) / l.stride as u64 + 1;
+                frames = l.out_len(frames as usize) as u64;
                 largest = largest.max(b * frames * l.channels as u64);
                 if !rows_fit(frames) {
                     return false;
@@ -427,8 +424,8 @@ impl LightHubert {
             let spec = block.spec;
             let (ch, cin) = (spec.channels as u32, block.in_channels as u32);
             let (k, stride) = (spec.kernel as u32, spec.stride as u32);
-            let t_out = (t_in - k) / stride + 1;
-            let lengths_out: Vec<u32> = lengths_in.iter().map(|&l| (l - k) / stride + 1).collect();
+            let t_out = spec.out_len(t_in as usize) as u32;
+            let lengths_out: Vec<u32> = lengths_in.iter().map(|&l| spec.out_len(l as usize) as u32).collect();
             let conv_out = arena.activation(&format!("conv{i}"), (batch * t_out * ch) as usize)?;
             let windows = LinearInput::windows(&x, t_out, k * cin, stride * cin, batch, t_in * cin);
             let act = if block.norm.is_none() { Activation::Gelu } else { Activation::None };
@@ -550,7 +547,7 @@ impl LightHubert {
         let mut t = samples as u64;
         let mut fits = true;
         for l in &d.conv_layers {
-            t = (t - l.kernel as u64) / l.stride as u64 + 1;
+            t = l.out_len(t as usize) as u64;
             fits &= t * l.channels as u64 <= limit_values && t <= max_rows;
         }
         if fits {
@@ -598,7 +595,7 @@ impl LightHubert {
         let mut outs = Vec::new();
         let mut t = longest;
         for (i, block) in self.conv_blocks.iter().enumerate() {
-            t = (t - block.spec.kernel as u32) / block.spec.stride as u32 + 1;
+            t = block.spec.out_len(t as usize) as u32;
             let n = (t * block.spec.channels as u32) as usize;
             let normed = if block.norm.is_some() { Some(arena.activation(&format!("conv{i}.norm chunk"), n)?) } else { None };
             outs.push((arena.activation(&format!("conv{i} chunk"), n)?, normed));
@@ -608,7 +605,7 @@ impl LightHubert {
 
         let first = &self.conv_blocks[0];
         let ch0 = first.spec.channels as u32;
-        let frames0 = |len: u32| (len - first.spec.kernel as u32) / first.spec.stride as u32 + 1;
+        let frames0 = |len: u32| first.spec.out_len(len as usize) as u32;
         let per_frame0 = hop / first.spec.stride as u32;
         let default_mode = d.extractor_mode == ExtractorMode::Default;
         let split = NormChunks {
@@ -621,7 +618,7 @@ impl LightHubert {
             let block = &self.conv_blocks[i];
             let (ch, cin) = (block.spec.channels as u32, block.in_channels as u32);
             let (k, stride) = (block.spec.kernel as u32, block.spec.stride as u32);
-            let t_out = (t_in - k) / stride + 1;
+            let t_out = block.spec.out_len(t_in as usize) as u32;
             let act = if block.norm.is_none() { Activation::Gelu } else { Activation::None };
             linear(s, LinearInput::windows(x, t_out, k * cin, stride * cin, 1, t_in * cin), block.conv.prefix(), ch, act, &outs[i].0);
             t_out

@@ -46,6 +46,14 @@ pub struct ConvLayerSpec {
     pub stride: usize,
 }
 
+impl ConvLayerSpec {
+    /// Frames this block makes from `len` input frames (samples, for the first block):
+    /// (len - kernel) / stride + 1, or 0 when `len` is shorter than the kernel.
+    pub fn out_len(&self, len: usize) -> usize {
+        len.checked_sub(self.kernel).map_or(0, |d| d / self.stride + 1)
+    }
+}
+
 /// The architecture fields inference needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {

@@ -9,10 +9,10 @@ use crate::model::frames_for;
 /// FLOPs of one forward pass of `subnet` over `samples` samples at 16 kHz.
 pub fn forward_flops(dims: &SupernetDims, subnet: &Subnet, samples: usize) -> f64 {
     let mut total = 0.0;
-    let (mut t, mut in_ch) = (samples as f64, 1.0);
+    let (mut t, mut in_ch) = (samples, 1.0);
     for l in &dims.conv_layers {
-        t = ((t - l.kernel as f64) / l.stride as f64).floor() + 1.0;
-        total += 2.0 * t * l.channels as f64 * l.kernel as f64 * in_ch;
+        t = l.out_len(t);
+        total += 2.0 * t as f64 * l.channels as f64 * l.kernel as f64 * in_ch;
         in_ch = l.channels as f64;
     }
     let t = frames_for(dims, samples) as f64;
