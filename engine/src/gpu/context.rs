@@ -508,19 +508,28 @@ impl GpuContext {
     /// An activation buffer filled with `values` (inputs such as the waveform).
     pub fn activation_from(&self, label: &str, values: &[f32]) -> Result<wgpu::Buffer, GpuError> {
         let buffer = self.activation(label, values.len())?;
-        if !values.is_empty() {
-            self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(values));
-        }
+        self.fill(&buffer, bytemuck::cast_slice(values))?;
         Ok(buffer)
     }
 
     /// A storage buffer of u32 values (lengths, indices).
     pub fn u32_buffer(&self, label: &str, values: &[u32]) -> Result<wgpu::Buffer, GpuError> {
         let buffer = self.activation(label, values.len())?;
-        if !values.is_empty() {
-            self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(values));
-        }
+        self.fill(&buffer, bytemuck::cast_slice(values))?;
         Ok(buffer)
+    }
+
+    /// Writes `bytes` to the start of `dst` through a staging buffer of its own, which fails
+    /// cleanly when memory runs out where `queue.write_buffer`'s would lose the device.
+    fn fill(&self, dst: &wgpu::Buffer, bytes: &[u8]) -> Result<(), GpuError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let staging = self.staging_with(bytes)?;
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("activation upload") });
+        encoder.copy_buffer_to_buffer(&staging, 0, dst, 0, staging.size());
+        self.queue.submit([encoder.finish()]);
+        Ok(())
     }
 
     /// Bytes of activation buffers waiting in the pool for the next forward pass.
