@@ -14,8 +14,6 @@ pub enum Error {
     Subnet(#[from] SubnetError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
-    #[error(transparent)]
-    Search(#[from] crate::search::SearchError),
     #[error("audio has {samples} samples; at least {min} (one frame) are needed")]
     AudioTooShort { samples: usize, min: usize },
     #[error("audio sample {index} is not a finite number")]

@@ -11,6 +11,8 @@ use crate::kernels::attention::{attention, HEAD_DIM};
 use crate::kernels::linear::{conv_weight_frame_major, linear, Activation, IndexMap, LinearInput, WeightSlice};
 use crate::kernels::norm::{group_norm_apply, group_norm_partial, group_norm_time, layer_norm, Affine, NormChunks};
 use crate::kernels::pos_conv::{pos_conv_residual, weight_norm_scales, PosConvShape};
+// The frame arithmetic lives with the supernet's dims; re-exported where callers look for it.
+pub use crate::supernet::{frames_for, min_samples};
 use crate::supernet::{Subnet, Supernet, SupernetDims};
 
 struct Norm {
@@ -94,20 +96,6 @@ struct Recorded {
     frames: Vec<usize>,
     padded_frames: usize,
     embed: usize,
-}
-
-/// Frames the conv feature extractor makes from `samples` samples (0 when too short).
-pub fn frames_for(dims: &SupernetDims, samples: usize) -> usize {
-    let mut t = samples;
-    for l in &dims.conv_layers {
-        t = l.out_len(t);
-    }
-    t
-}
-
-/// The fewest samples that make one frame (400 for the released extractor).
-pub fn min_samples(dims: &SupernetDims) -> usize {
-    dims.conv_layers.iter().rev().fold(1, |need, l| (need - 1) * l.stride + l.kernel)
 }
 
 /// s3prl's per-utterance normalisation: (x - mean) / sqrt(var + 1e-5), biased variance, in f64.

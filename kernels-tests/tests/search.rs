@@ -6,7 +6,7 @@ use kernels_tests::{fixtures_dir, gpu};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::search::{self, best_under, measure_interleaved_ms, pareto_front, probe_audio, LatencyTable, Objective, SearchError, TableKey};
 use lighthubert::supernet::parameter_count;
-use lighthubert::{Error, LightHubert, Subnet};
+use lighthubert::{LightHubert, Subnet};
 
 const SECONDS: f64 = 1.0;
 /// The headroom the search keeps under the budget when it runs the winner, so that this
@@ -103,7 +103,7 @@ fn search_meets_its_budget_and_grows_with_it() {
     let result = loop {
         match search::search(&model, &table, Objective::Params, budget, MARGIN, 5) {
             Ok(r) => break r,
-            Err(Error::Search(e @ SearchError::NotMetWhenRun { .. })) if attempt < 2 => {
+            Err(e @ SearchError::NotMetWhenRun { .. }) if attempt < 2 => {
                 eprintln!("attempt {attempt}: {e}");
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_secs(3));
@@ -136,7 +136,7 @@ fn bad_budgets_and_lengths_are_clear_errors() {
     let sn = model.supernet().clone();
     for seconds in [0.0, -1.0, f64::NAN, 0.01] {
         match LatencyTable::measure(&model, seconds, 1) {
-            Err(Error::Search(SearchError::BadSeconds(_))) => {}
+            Err(SearchError::BadSeconds(_)) => {}
             other => panic!("{seconds} s: {:?}", other.map(|_| ())),
         }
     }

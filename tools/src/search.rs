@@ -31,7 +31,10 @@ pub fn search(args: SearchArgs) -> Result<(), CliError> {
     let src = load_checkpoint(args.checkpoint.as_deref())?;
     let ctx = open_gpu()?;
     let model = LightHubert::load_with(ctx.clone(), &src.ckpt, crate::cli::precision(args.weights, args.math)).map_err(|e| CliError::model(&src.label, e))?;
-    let run_err = |e| CliError::Model { label: src.label.clone(), source: e };
+    let run_err = |e| match e {
+        SearchError::Engine(source) => CliError::Model { label: src.label.clone(), source },
+        e => CliError::Search(e),
+    };
     if src.bundled {
         eprintln!("NOTE: bundled demo checkpoint (random weights): latencies are real, features are not.");
     }
@@ -109,7 +112,7 @@ pub fn search(args: SearchArgs) -> Result<(), CliError> {
 
 /// An exported file's search space holds its one subnet: nothing to choose, only whether it
 /// meets the budget, measured end to end.
-fn measure_exported(model: &LightHubert, only: &lighthubert::Subnet, args: &SearchArgs) -> lighthubert::Result<()> {
+fn measure_exported(model: &LightHubert, only: &lighthubert::Subnet, args: &SearchArgs) -> Result<(), SearchError> {
     let wave = search::probe_audio(args.audio_seconds);
     let measured_ms = search::measure_ms(model, only, &wave, args.runs)?;
     eprintln!(
@@ -120,18 +123,18 @@ fn measure_exported(model: &LightHubert, only: &lighthubert::Subnet, args: &Sear
         args.budget_ms
     );
     if measured_ms > args.budget_ms {
-        return Err(SearchError::ExportedTooSlow { budget_ms: args.budget_ms, measured_ms }.into());
+        return Err(SearchError::ExportedTooSlow { budget_ms: args.budget_ms, measured_ms });
     }
     println!("{}", only.to_json());
     Ok(())
 }
 
 /// The saved table if it matches this device and setting; else a new measurement, saved.
-fn obtain_table(model: &LightHubert, key: &TableKey, path: Option<&Path>, given: bool, args: &SearchArgs) -> lighthubert::Result<LatencyTable> {
+fn obtain_table(model: &LightHubert, key: &TableKey, path: Option<&Path>, given: bool, args: &SearchArgs) -> Result<LatencyTable, SearchError> {
     if let Some(path) = path.filter(|p| p.exists() && !args.remeasure) {
         let table = match LatencyTable::load(path) {
             Ok(t) => t,
-            Err(e) if given => return Err(e.into()),
+            Err(e) if given => return Err(e),
             // Our own cache file, damaged: measure again and replace it.
             Err(_) => return measure_and_save(model, Some(path), args),
         };
@@ -142,7 +145,7 @@ fn obtain_table(model: &LightHubert, key: &TableKey, path: Option<&Path>, given:
             }
             // A file the user named is theirs: say why it does not fit rather than replace it.
             Err(reason) if given => {
-                return Err(SearchError::Table { path: path.display().to_string(), reason: format!("{reason}; pass --remeasure to measure this device and replace it, or another --table") }.into())
+                return Err(SearchError::Table { path: path.display().to_string(), reason: format!("{reason}; pass --remeasure to measure this device and replace it, or another --table") })
             }
             Err(_) => {}
         }
@@ -150,7 +153,7 @@ fn obtain_table(model: &LightHubert, key: &TableKey, path: Option<&Path>, given:
     measure_and_save(model, path, args)
 }
 
-fn measure_and_save(model: &LightHubert, path: Option<&Path>, args: &SearchArgs) -> lighthubert::Result<LatencyTable> {
+fn measure_and_save(model: &LightHubert, path: Option<&Path>, args: &SearchArgs) -> Result<LatencyTable, SearchError> {
     eprintln!("latency    measuring this device for {} of audio (once; saved for later searches)...", seconds(args.audio_seconds));
     let table = LatencyTable::measure(model, args.audio_seconds, args.runs)?;
     eprintln!("latency    measured in {:.1} s", table.measure_seconds);

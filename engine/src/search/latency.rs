@@ -8,9 +8,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::SearchError;
-use crate::model::frames_for;
+use crate::supernet::frames_for;
 use crate::supernet::{ffn_width, Subnet, Supernet};
-use crate::{LightHubert, Result};
+use crate::LightHubert;
 
 /// What a table was measured for; a table answers only for the same key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,7 +104,7 @@ impl LatencyTable {
     /// every head count and FFN width give each layer half several samples, of which the
     /// fastest counts; three subnets per width, run end to end (median of `runs`), calibrate
     /// the sum.
-    pub fn measure(model: &LightHubert, audio_seconds: f64, runs: usize) -> Result<Self> {
+    pub fn measure(model: &LightHubert, audio_seconds: f64, runs: usize) -> Result<Self, SearchError> {
         check_seconds(model, audio_seconds)?;
         let start = Instant::now();
         let key = TableKey::for_model(model, audio_seconds);
@@ -375,7 +375,7 @@ pub fn probe_audio(seconds: f64) -> Vec<f32> {
 
 /// Median wall-clock milliseconds of `runs` forward passes of `subnet` on `wave`, results read
 /// back, after two warm-up passes (the first of a new shape fills the buffer pool).
-pub fn measure_ms(model: &LightHubert, subnet: &Subnet, wave: &[f32], runs: usize) -> Result<f64> {
+pub fn measure_ms(model: &LightHubert, subnet: &Subnet, wave: &[f32], runs: usize) -> Result<f64, SearchError> {
     model.forward(subnet, wave, false)?;
     model.forward(subnet, wave, false)?;
     let mut times = Vec::with_capacity(runs.max(1));
@@ -392,7 +392,7 @@ pub fn measure_ms(model: &LightHubert, subnet: &Subnet, wave: &[f32], runs: usiz
 /// machine with slow spells (other tenants, throttling), which only ever add time, this is the
 /// figure to compare against a budget, and interleaving puts the subnets compared through the
 /// same spells.
-pub fn measure_interleaved_ms(model: &LightHubert, subnets: &[&Subnet], wave: &[f32], runs: usize, rounds: usize) -> Result<Vec<f64>> {
+pub fn measure_interleaved_ms(model: &LightHubert, subnets: &[&Subnet], wave: &[f32], runs: usize, rounds: usize) -> Result<Vec<f64>, SearchError> {
     let mut best = vec![f64::INFINITY; subnets.len()];
     for round in 0..rounds.max(1) {
         if round > 0 {

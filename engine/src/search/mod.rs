@@ -19,10 +19,14 @@ pub use optimize::{best_under, pareto_front, Candidate, Objective};
 
 use thiserror::Error;
 
-use crate::{LightHubert, Result};
+use crate::LightHubert;
 
+/// Why a search could not finish. A search runs the model, so its errors include the engine's
+/// (the engine's own error knows nothing of search: dependencies point one way).
 #[derive(Debug, Error)]
 pub enum SearchError {
+    #[error(transparent)]
+    Engine(#[from] crate::Error),
     #[error("latency budget `{0}` ms: it must be a positive, finite number of milliseconds")]
     BadBudget(f64),
     #[error("audio length `{0}` s: it must be a finite number of seconds that gives at least one frame (0.025 s)")]
@@ -55,7 +59,7 @@ pub struct SearchResult {
 /// (3 to 15% a step); once one subnet has passed, it bisects between the largest passing and
 /// the smallest failing budget, so a single slow run does not leave the result far below what
 /// the device can do. At most [`MAX_RUNS`] subnets run.
-pub fn search(model: &LightHubert, table: &LatencyTable, objective: Objective, budget_ms: f64, margin: f64, runs: usize) -> Result<SearchResult> {
+pub fn search(model: &LightHubert, table: &LatencyTable, objective: Objective, budget_ms: f64, margin: f64, runs: usize) -> Result<SearchResult, SearchError> {
     check_budget(budget_ms)?;
     // Verifying on a device the table does not describe would steer by the wrong numbers.
     table
@@ -78,9 +82,9 @@ pub fn search(model: &LightHubert, table: &LatencyTable, objective: Objective, b
             },
             // Nothing fits even the first budget: say so with the budget the caller gave.
             Err(SearchError::BudgetTooSmall { fastest_ms, fastest_embed, fastest_layers, .. }) if tries.is_empty() => {
-                return Err(SearchError::BudgetTooSmall { budget_ms, fastest_ms, fastest_embed, fastest_layers }.into())
+                return Err(SearchError::BudgetTooSmall { budget_ms, fastest_ms, fastest_embed, fastest_layers })
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         // A subnet already run keeps its measurement: bisection moves on without rerunning.
         let measured = match tries.iter().find(|(t, _)| t.subnet == candidate.subnet) {
@@ -115,7 +119,7 @@ pub fn search(model: &LightHubert, table: &LatencyTable, objective: Objective, b
         return Ok(SearchResult { best, measured_ms, tries });
     }
     let (last, measured) = tries.last().cloned().expect("at least one try ran");
-    Err(SearchError::NotMetWhenRun { budget_ms, predicted_ms: last.predicted_ms, measured_ms: measured }.into())
+    Err(SearchError::NotMetWhenRun { budget_ms, predicted_ms: last.predicted_ms, measured_ms: measured })
 }
 
 /// Subnets [`search`] runs at most.

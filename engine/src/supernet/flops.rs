@@ -4,7 +4,7 @@
 //! residual adds.
 
 use super::{Subnet, SupernetDims};
-use crate::model::frames_for;
+use super::frames_for;
 
 /// FLOPs of one forward pass of `subnet` over `samples` samples at 16 kHz.
 pub fn forward_flops(dims: &SupernetDims, subnet: &Subnet, samples: usize) -> f64 {

@@ -247,3 +247,17 @@ impl Supernet {
         parameter_count(&self.dims, subnet)
     }
 }
+
+/// Frames the conv feature extractor makes from `samples` samples (0 when too short).
+pub fn frames_for(dims: &SupernetDims, samples: usize) -> usize {
+    let mut t = samples;
+    for l in &dims.conv_layers {
+        t = l.out_len(t);
+    }
+    t
+}
+
+/// The fewest samples that make one frame (400 for the released extractor).
+pub fn min_samples(dims: &SupernetDims) -> usize {
+    dims.conv_layers.iter().rev().fold(1, |need, l| (need - 1) * l.stride + l.kernel)
+}

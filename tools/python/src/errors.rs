@@ -64,7 +64,6 @@ pub fn engine_kind(e: &lighthubert::Error) -> Kind {
         | E::LayerOutOfRange { .. }
         | E::LayerFromEndOutOfRange { .. }
         | E::WeightCount { .. } => Kind::Usage,
-        E::Search(_) => Kind::Other,
     }
 }
 
