@@ -15,7 +15,7 @@ use plotters::prelude::*;
 
 use crate::audio;
 use crate::bundled;
-use crate::commands::{load_checkpoint, open_gpu, resolve_subnet};
+use crate::setup::{load_checkpoint, open_gpu, resolve_subnet};
 use crate::error::CliError;
 use crate::plot::{plot_err, register_font, Canvas, FONT};
 use crate::resample::{To16k, TARGET_RATE};

@@ -14,7 +14,7 @@ use lighthubert_corpus::run::CheckpointId;
 
 use crate::bundled;
 use crate::cli::{ExportArgs, ExportFormat, Weights};
-use crate::commands::{load_checkpoint, resolve_subnet, subnet_summary, supernet_of, Source};
+use crate::setup::{load_checkpoint, resolve_subnet, subnet_summary, supernet_of, Source};
 use crate::error::CliError;
 
 pub fn export(args: ExportArgs) -> Result<(), CliError> {

@@ -19,7 +19,7 @@ use lighthubert_corpus::{
 
 use crate::bundled;
 use crate::cli::{ExtractArgs, LayoutArg};
-use crate::commands::{frame_rate, load_checkpoint, open_gpu, resolve_layers, resolve_subnet, subnet_summary, supernet_of};
+use crate::setup::{frame_rate, load_checkpoint, open_gpu, resolve_layers, resolve_subnet, subnet_summary, supernet_of};
 use crate::error::CliError;
 use crate::signals::Signals;
 
@@ -34,7 +34,7 @@ pub fn extract(args: ExtractArgs) -> Result<(), CliError> {
         if let Some(out) = &args.out {
             return Err(CliError::Usage(format!("--out {}: no INPUT audio files or folders given", out.display())));
         }
-        return crate::commands::demo(&args);
+        return crate::summary::demo(&args);
     }
     let Some(out) = args.out.clone() else {
         let first = args.inputs.first().or(args.files_from.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();

@@ -3,8 +3,10 @@
 //!
 //! Audio decoding, inputs, shards, resumable runs and output writers live in the
 //! `lighthubert-corpus` library (`tools/corpus/`); here [`extract`] turns the command line into
-//! a corpus run, [`signals`] stops one cleanly on SIGINT/SIGTERM, [`commands`] runs `info`,
-//! `subnet` and the bundled demo ([`bundled`]), and
+//! a corpus run, [`signals`] stops one cleanly on SIGINT/SIGTERM, [`commands`] sends each
+//! command to its module and runs `info` and `subnet`, [`setup`] holds the steps they share
+//! (checkpoint, supernet, subnet, GPU), [`summary`] is the demo summary of the bundled
+//! checkpoint ([`bundled`]), [`export`] writes a subnet as a model of its own, and
 //! [`profile`] times every dispatch of a forward pass, [`search`] finds the subnet that fits
 //! a latency budget on this device and [`plot`] draws its charts; [`demo`] is the
 //! `lighthubert-demo` program.
@@ -19,7 +21,9 @@ pub mod extract;
 pub mod plot;
 pub mod profile;
 pub mod search;
+pub mod setup;
 pub mod signals;
+pub mod summary;
 
 /// Mesa's Vulkan and GL drivers print `error: XDG_RUNTIME_DIR is invalid or not set in the
 /// environment.` when it is missing (a Slurm job, a container, `sudo`), twice per run and

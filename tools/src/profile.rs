@@ -6,7 +6,7 @@ use lighthubert::model::min_samples;
 use lighthubert::LightHubert;
 
 use crate::cli::ProfileArgs;
-use crate::commands::{load_checkpoint, open_gpu, resolve_subnet};
+use crate::setup::{load_checkpoint, open_gpu, resolve_subnet};
 use crate::error::CliError;
 use crate::output::write_atomic;
 use crate::resample::{To16k, TARGET_RATE};

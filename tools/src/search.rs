@@ -6,7 +6,7 @@ use lighthubert::search::{self, pareto_front, Candidate, LatencyTable, Objective
 use lighthubert::LightHubert;
 
 use crate::cli::{ObjectiveArg, SearchArgs};
-use crate::commands::{load_checkpoint, open_gpu};
+use crate::setup::{load_checkpoint, open_gpu};
 use crate::error::CliError;
 use crate::plot::{pareto_chart, plot_err, Canvas, Point};
 
@@ -117,7 +117,7 @@ fn measure_exported(model: &LightHubert, only: &lighthubert::Subnet, args: &Sear
     let measured_ms = search::measure_ms(model, only, &wave, args.runs)?;
     eprintln!(
         "exported   one subnet, nothing to search: {}, measured {measured_ms:.2} ms (median of {} runs) for {} of audio, budget {:.2} ms",
-        crate::commands::subnet_summary(model.supernet(), only),
+        crate::setup::subnet_summary(model.supernet(), only),
         args.runs.max(1),
         seconds(args.audio_seconds),
         args.budget_ms

@@ -11,7 +11,7 @@ use std::time::Duration;
 use lighthubert_corpus::run::StateDir;
 use lighthubert_corpus::{Failure, Finished, Inputs, Layout, Progress, Shard, Summary, Utterance};
 use lighthubert_tools::cli::{DtypeArg, ExtractArgs, FormatArg, LayoutArg, Math, Weights};
-use lighthubert_tools::commands::{load_checkpoint, supernet_of};
+use lighthubert_tools::setup::{load_checkpoint, supernet_of};
 use lighthubert_tools::extract::{CorpusRequest, Planned};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};

@@ -13,7 +13,7 @@ use lighthubert_corpus::CorpusError;
 use lighthubert_corpus::run::CheckpointId;
 use lighthubert_tools::bundled;
 use lighthubert_tools::cli::{Math, Weights};
-use lighthubert_tools::commands::{frame_rate, load_checkpoint, supernet_of};
+use lighthubert_tools::setup::{frame_rate, load_checkpoint, supernet_of};
 use numpy::{PyArray3, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -241,7 +241,7 @@ impl Model {
 }
 
 /// `Model.info`.
-fn describe(src: &lighthubert_tools::commands::Source, supernet: &Supernet, model: &LightHubert, size: Option<u64>) -> serde_json::Value {
+fn describe(src: &lighthubert_tools::setup::Source, supernet: &Supernet, model: &LightHubert, size: Option<u64>) -> serde_json::Value {
     let d = &supernet.dims;
     let presets: serde_json::Map<String, serde_json::Value> = [("default", Preset::Default), ("min", Preset::Min), ("max", Preset::Max)]
         .into_iter()

@@ -31,7 +31,7 @@ pub fn resolve(supernet: &Supernet, spec: &str) -> PyResult<Subnet> {
     if spec.trim_start().starts_with('{') {
         return supernet.subnet(spec).map_err(|e| errors::raise(Kind::Subnet, format!("subnet {spec}: {e}")));
     }
-    lighthubert_tools::commands::resolve_subnet(supernet, spec).map_err(errors::from_cli)
+    lighthubert_tools::setup::resolve_subnet(supernet, spec).map_err(errors::from_cli)
 }
 
 #[pymethods]
