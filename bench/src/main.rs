@@ -127,7 +127,7 @@ fn engine_benchmarks(args: &Args) -> Res<()> {
     let declared = ckpt.config.pruner_supernet.clone();
     if full {
         // Config override: accept both released spaces (see cases::union_space).
-        ckpt.config.search_space = Some(cases::union_space());
+        ckpt.config.search_space = Some(cases::union_space().to_stored());
     }
     let ctx = Arc::new(GpuContext::new(&AdapterChoice::from_env())?);
     let t = Instant::now();

@@ -196,7 +196,7 @@ fn check_fixture(c: &Checkpoint) {
         "missing field takes the authors' default"
     );
     let space = cfg.search_space.as_ref().unwrap();
-    assert_eq!(space.name, "custom");
+    assert_eq!(lighthubert::SearchSpace::custom(space).name, "custom");
     assert_eq!(space.embed_dim, [32, 48, 64]);
     assert_eq!(space.heads_num, [1, 2]);
     assert_eq!(space.ffn_ratio, [3.0, 3.5, 4.0]);

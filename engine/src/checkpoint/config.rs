@@ -5,7 +5,6 @@
 //! silently coerced architecture value would load weights into the wrong shapes.
 
 use super::pickle::PyValue;
-use crate::supernet::{SearchSpace, Subnet};
 
 /// The authors' default for `conv_feature_layers`.
 pub const DEFAULT_CONV_FEATURE_LAYERS: &str = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2";
@@ -54,6 +53,16 @@ impl ConvLayerSpec {
     }
 }
 
+/// A search space stored with a checkpoint (`cfg.model.search_space`, our extension), as
+/// plain lists: the supernet module turns it into a `SearchSpace`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSpace {
+    pub embed_dim: Vec<usize>,
+    pub heads_num: Vec<usize>,
+    pub ffn_ratio: Vec<f64>,
+    pub layer_num: Vec<usize>,
+}
+
 /// The architecture fields inference needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
@@ -62,7 +71,7 @@ pub struct ModelConfig {
     /// `cfg.model.pruner_supernet`, a path ending in `Supernet-Small.yaml` / `-Base.yaml`.
     pub pruner_supernet: Option<String>,
     /// Our extension: `cfg.model.search_space`, a space stored with the checkpoint.
-    pub search_space: Option<SearchSpace>,
+    pub search_space: Option<StoredSpace>,
     pub extractor_mode: ExtractorMode,
     pub conv_layers: Vec<ConvLayerSpec>,
     pub conv_bias: bool,
@@ -75,8 +84,9 @@ pub struct ModelConfig {
     pub layer_norm_first: bool,
     pub pos_conv_depth: usize,
     /// Set for an exported subnet file (`lighthubert export`): the one subnet its dense
-    /// tensors hold. The encoder widths above are then that subnet's (the widest layer's).
-    pub exported_subnet: Option<Subnet>,
+    /// tensors hold, as the authors' JSON (the supernet module parses and checks it). The
+    /// encoder widths above are then that subnet's (the widest layer's).
+    pub exported_subnet: Option<String>,
 }
 
 /// Reads `cfg['model']` (`model` is that dict; `prefix` is its dotted name for messages).
@@ -202,7 +212,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn search_space(&self) -> Result<Option<SearchSpace>, ConfigError> {
+    fn search_space(&self) -> Result<Option<StoredSpace>, ConfigError> {
         let Some(space) = self.get("search_space") else {
             return Ok(None);
         };
@@ -217,8 +227,7 @@ impl<'a> Fields<'a> {
         let ints = |key: &str| -> Result<Vec<usize>, ConfigError> {
             f.list(key, "a list of non-negative ints", as_usize)
         };
-        Ok(Some(SearchSpace {
-            name: "custom".into(),
+        Ok(Some(StoredSpace {
             embed_dim: ints("embed_dim")?,
             heads_num: ints("heads_num")?,
             ffn_ratio: f.list("ffn_ratio", "a list of numbers", as_f64)?,
@@ -571,7 +580,6 @@ mod tests {
         assert_eq!(c.encoder_layers, 4);
         assert_eq!(c.pruner_supernet.as_deref(), Some("/x/Supernet-Small.yaml"));
         let sp = c.search_space.unwrap();
-        assert_eq!(sp.name, "custom");
         assert_eq!(sp.embed_dim, vec![64, 96]);
         assert_eq!(sp.heads_num, vec![1]);
         assert_eq!(sp.ffn_ratio, vec![3.0, 3.5]);

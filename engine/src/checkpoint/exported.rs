@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use super::config::{self, ConfigError, ModelConfig};
 use super::pickle::PyValue;
 use super::{CheckpointError, StoredDtype, TensorData};
-use crate::supernet::Subnet;
 
 /// The metadata key every exported file carries, and its one version so far.
 pub const FORMAT_KEY: &str = "lighthubert_format";
@@ -100,13 +99,11 @@ pub(super) fn read(mut reader: impl Read, len: u64, path: &Path) -> Result<Expor
     let json: serde_json::Value = serde_json::from_str(field(CONFIG_KEY)?)
         .map_err(|e| config_error(ConfigError { field: CONFIG_KEY.into(), reason: format!("not JSON: {e}") }))?;
     let mut config = config::parse_model_config(&to_py(&json), CONFIG_KEY).map_err(config_error)?;
-    let subnet = Subnet::from_json(field(SUBNET_KEY)?)
-        .map_err(|e| config_error(ConfigError { field: SUBNET_KEY.into(), reason: e.to_string() }))?;
-    config.exported_subnet = Some(subnet);
+    let subnet_json = field(SUBNET_KEY)?;
     // A config that disagrees with its subnet is a damaged file, said as such here rather than
-    // as a subnet error when the model loads.
-    crate::supernet::Supernet::from_config(&config)
-        .map_err(|e| config_error(ConfigError { field: SUBNET_KEY.into(), reason: e.to_string() }))?;
+    // as a subnet error when the model loads (the supernet module checks the subnet itself).
+    check_widths(&config, subnet_json).map_err(|reason| config_error(ConfigError { field: SUBNET_KEY.into(), reason }))?;
+    config.exported_subnet = Some(subnet_json.clone());
     let task_normalize = match meta.get(TASK_NORMALIZE_KEY).map(String::as_str) {
         None => None,
         Some("true") => Some(true),
@@ -147,12 +144,38 @@ pub(super) fn read(mut reader: impl Read, len: u64, path: &Path) -> Result<Expor
     Ok(Exported { config, task_normalize, origin, tensors })
 }
 
+/// The stored subnet's widths, as far as the reader holds them to the config.
+#[derive(Deserialize)]
+struct SubnetWidths {
+    embed_dim: usize,
+    layer_num: usize,
+    heads_num: Vec<usize>,
+    ffn_embed: Vec<usize>,
+}
+
+/// The config's encoder is the subnet's: its depth, width, and widest heads and FFN.
+fn check_widths(config: &ModelConfig, subnet_json: &str) -> Result<(), String> {
+    let w: SubnetWidths = serde_json::from_str(subnet_json).map_err(|e| e.to_string())?;
+    let (heads, ffn) = (w.heads_num.iter().copied().max().unwrap_or(0), w.ffn_embed.iter().copied().max().unwrap_or(0));
+    let c = config;
+    if (c.encoder_layers, c.encoder_embed_dim, c.encoder_attention_heads, c.encoder_ffn_embed_dim) != (w.layer_num, w.embed_dim, heads, ffn)
+        || w.heads_num.len() != w.layer_num
+        || w.ffn_embed.len() != w.layer_num
+    {
+        return Err(format!(
+            "the config says {} layers of width {} (up to {} heads, FFN {}), the subnet {} of width {} (heads {:?}, FFN {:?})",
+            c.encoder_layers, c.encoder_embed_dim, c.encoder_attention_heads, c.encoder_ffn_embed_dim, w.layer_num, w.embed_dim, w.heads_num, w.ffn_embed
+        ));
+    }
+    Ok(())
+}
+
 /// The metadata an exported file carries (the tensors aside).
-pub fn metadata(config: &serde_json::Value, subnet: &Subnet, task_normalize: Option<bool>, origin: &Origin) -> HashMap<String, String> {
+pub fn metadata(config: &serde_json::Value, subnet_json: &str, task_normalize: Option<bool>, origin: &Origin) -> HashMap<String, String> {
     let mut m = HashMap::from([
         (FORMAT_KEY.to_string(), FORMAT.to_string()),
         (CONFIG_KEY.to_string(), config.to_string()),
-        (SUBNET_KEY.to_string(), subnet.to_json()),
+        (SUBNET_KEY.to_string(), subnet_json.to_string()),
         (CHECKPOINT_KEY.to_string(), origin.checkpoint.clone()),
         (CHECKPOINT_SIZE_KEY.to_string(), origin.size.to_string()),
         (CHECKPOINT_SHA256_KEY.to_string(), origin.sha256.clone()),

@@ -27,7 +27,7 @@ use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use archive::{Archive, MemberError};
-pub use config::{ConvLayerSpec, ExtractorMode, ModelConfig};
+pub use config::{ConvLayerSpec, ExtractorMode, ModelConfig, StoredSpace};
 pub use error::CheckpointError;
 pub use exported::Origin;
 use pickle::{PickleError, PyValue, StorageDtype, TensorRef};

@@ -151,6 +151,6 @@ pub fn subnet_file(ckpt: &Checkpoint, supernet: &Supernet, subnet: &Subnet, orig
             .map(|&f| supernet.space.ffn_ratio.iter().copied().find(|&r| ffn_width(r, subnet.embed_dim) == f).unwrap_or(f as f64 / subnet.embed_dim as f64))
             .collect(),
     );
-    let metadata = exported::metadata(&subnet_config(ckpt, supernet, subnet), &stored, ckpt.task_normalize, origin);
+    let metadata = exported::metadata(&subnet_config(ckpt, supernet, subnet), &stored.to_json(), ckpt.task_normalize, origin);
     safetensors_file(&typed, metadata)
 }

@@ -48,6 +48,11 @@ pub struct LayerWidths {
     pub ffn: usize,
 }
 
+/// The subnet an exported file holds, parsed from its config.
+fn exported_subnet(cfg: &ModelConfig) -> Result<Option<Subnet>, SubnetError> {
+    cfg.exported_subnet.as_deref().map(|json| Subnet::from_json(json).map_err(|e| SubnetError::BadExport(e.to_string()))).transpose()
+}
+
 /// The supernet's own widths, read from the checkpoint's config (and checked against its
 /// tensors when the model loads). Released files are 768 wide; test files are narrower.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,8 +95,8 @@ impl SupernetDims {
         if cfg.conv_pos_groups == 0 || !cfg.encoder_embed_dim.is_multiple_of(cfg.conv_pos_groups) || !cfg.conv_pos.is_multiple_of(2) {
             return unsupported(format!("positional conv of kernel {} with {} groups", cfg.conv_pos, cfg.conv_pos_groups));
         }
-        if let Some(subnet) = &cfg.exported_subnet {
-            return Self::exported(cfg, conv_channels, subnet);
+        if let Some(subnet) = exported_subnet(cfg)? {
+            return Self::exported(cfg, conv_channels, &subnet);
         }
         let (embed, ffn) = (cfg.encoder_embed_dim, cfg.encoder_ffn_embed_dim);
         if embed == 0 || ffn < embed || cfg.encoder_attention_heads.saturating_mul(64) != embed {
@@ -181,15 +186,14 @@ pub struct Supernet {
 impl Supernet {
     pub fn from_config(cfg: &ModelConfig) -> Result<Self, SubnetError> {
         let dims = SupernetDims::from_config(cfg)?;
-        if let Some(subnet) = &cfg.exported_subnet {
-            let space = SearchSpace::holding(subnet).map_err(SubnetError::BadExport)?;
-            let mut subnet = subnet.clone();
+        if let Some(mut subnet) = exported_subnet(cfg)? {
+            let space = SearchSpace::holding(&subnet).map_err(SubnetError::BadExport)?;
             subnet.ffn_ratio = None;
             subnet.validate(&space, &dims)?;
             return Ok(Supernet { dims, space, default_preset: Preset::Default, exported: Some(subnet) });
         }
         let (space, default_preset) = if let Some(space) = &cfg.search_space {
-            (space.clone(), Preset::Default)
+            (SearchSpace::custom(space), Preset::Default)
         } else if cfg.name == "student_hubert" {
             (SearchSpace::base(), Preset::Max)
         } else {

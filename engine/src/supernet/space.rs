@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ffn_width, Subnet};
+use crate::checkpoint::StoredSpace;
 
 /// The choices of one once-for-all search space, in the authors' vocabulary.
 ///
@@ -66,5 +67,21 @@ impl SearchSpace {
             ffn_ratio,
             layer_num: vec![subnet.layer_num],
         })
+    }
+
+    /// A space stored with a checkpoint.
+    pub fn custom(stored: &StoredSpace) -> Self {
+        SearchSpace {
+            name: "custom".into(),
+            embed_dim: stored.embed_dim.clone(),
+            heads_num: stored.heads_num.clone(),
+            ffn_ratio: stored.ffn_ratio.clone(),
+            layer_num: stored.layer_num.clone(),
+        }
+    }
+
+    /// This space as a checkpoint stores it (its name aside).
+    pub fn to_stored(&self) -> StoredSpace {
+        StoredSpace { embed_dim: self.embed_dim.clone(), heads_num: self.heads_num.clone(), ffn_ratio: self.ffn_ratio.clone(), layer_num: self.layer_num.clone() }
     }
 }
