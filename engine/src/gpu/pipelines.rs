@@ -3,30 +3,11 @@ use std::sync::Mutex;
 
 use super::{Arithmetic, WeightPrecision};
 
-/// WGSL sources, embedded at build time. WGSL has no includes, so kernels are composed with
-/// preludes: `gelu.wgsl` for the kernels that need GELU, and one weight storage prelude
-/// (`weights_f32.wgsl` or `weights_f16.wgsl`) for the kernels that read weight matrices.
-pub mod sources {
-    pub const GELU: &str = include_str!("../../../shaders/gelu.wgsl");
-    pub const STAGE_F32: &str = include_str!("../../../shaders/stage_f32.wgsl");
-    pub const STAGE_F16: &str = include_str!("../../../shaders/stage_f16.wgsl");
-    pub const WEIGHTS_F32: &str = include_str!("../../../shaders/weights_f32.wgsl");
-    pub const WEIGHTS_F16: &str = include_str!("../../../shaders/weights_f16.wgsl");
-    pub const POINTWISE: &str = include_str!("../../../shaders/pointwise.wgsl");
-    pub const LINEAR_COMMON: &str = include_str!("../../../shaders/linear_common.wgsl");
-    pub const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
-    pub const LINEAR_TILED: &str = include_str!("../../../shaders/linear_tiled.wgsl");
-    pub const LINEAR_SHARED: &str = include_str!("../../../shaders/linear_shared.wgsl");
-    pub const LINEAR_TILED_SUBGROUP: &str = include_str!("../../../shaders/linear_tiled_subgroup.wgsl");
-    pub const NORM: &str = include_str!("../../../shaders/norm.wgsl");
-    pub const LAYER_NORM_ROWWISE: &str = include_str!("../../../shaders/layer_norm_rowwise.wgsl");
-    pub const GROUP_NORM_CHUNKED: &str = include_str!("../../../shaders/group_norm_chunked.wgsl");
-    pub const POS_CONV: &str = include_str!("../../../shaders/pos_conv.wgsl");
-    pub const POS_CONV_TILED: &str = include_str!("../../../shaders/pos_conv_tiled.wgsl");
-    pub const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
-    pub const ATTENTION_SUBGROUP: &str = include_str!("../../../shaders/attention_subgroup.wgsl");
-    pub const PICTURE: &str = include_str!("../../../shaders/picture.wgsl");
-}
+/// WGSL sources, embedded at build time by the `lighthubert-shaders` crate. WGSL has no
+/// includes, so kernels are composed with preludes: `gelu.wgsl` for the kernels that need GELU,
+/// and one weight storage prelude (`weights_f32.wgsl` or `weights_f16.wgsl`) for the kernels
+/// that read weight matrices.
+pub use lighthubert_shaders as sources;
 
 /// Every compute entry point the engine dispatches; kernels that read weight matrices come
 /// in one variant per storage precision.
