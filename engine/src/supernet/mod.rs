@@ -187,7 +187,7 @@ impl Supernet {
     pub fn from_config(cfg: &ModelConfig) -> Result<Self, SubnetError> {
         let dims = SupernetDims::from_config(cfg)?;
         if let Some(mut subnet) = exported_subnet(cfg)? {
-            let space = SearchSpace::holding(&subnet).map_err(SubnetError::BadExport)?;
+            let space = SearchSpace::holding(&subnet)?;
             subnet.ffn_ratio = None;
             subnet.validate(&space, &dims)?;
             return Ok(Supernet { dims, space, default_preset: Preset::Default, exported: Some(subnet) });

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ffn_width, Subnet};
+use super::{ffn_width, Subnet, SubnetError};
 use crate::checkpoint::StoredSpace;
 
 /// The choices of one once-for-all search space, in the authors' vocabulary.
@@ -43,14 +43,14 @@ impl SearchSpace {
 
     /// The smallest space that holds `subnet`: an exported file's. Its FFN ratios are the
     /// subnet's own when it names them, else each width over the embed_dim.
-    pub fn holding(subnet: &Subnet) -> Result<Self, String> {
+    pub fn holding(subnet: &Subnet) -> Result<Self, SubnetError> {
         let e = subnet.embed_dim.max(1);
         let ratios: Vec<f64> = match &subnet.ffn_ratio {
             Some(r) => r.clone(),
             None => subnet.ffn_embed.iter().map(|&f| f as f64 / e as f64).collect(),
         };
         if ratios.len() != subnet.ffn_embed.len() || ratios.iter().zip(&subnet.ffn_embed).any(|(&r, &f)| ffn_width(r, e) != f) {
-            return Err(format!("its ffn_ratio {ratios:?} does not give its ffn_embed {:?}", subnet.ffn_embed));
+            return Err(SubnetError::BadExport(format!("its ffn_ratio {ratios:?} does not give its ffn_embed {:?}", subnet.ffn_embed)));
         }
         let distinct = |mut v: Vec<usize>| {
             v.sort_unstable();
