@@ -13,6 +13,7 @@ pub mod extract;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+pub mod parse;
 pub mod search;
 pub mod supernet;
 

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
 use super::GpuError;
+use crate::parse::UnknownChoice;
 
 /// Which kernel forms a device runs: those written for GPUs (workgroup memory, cooperative
 /// reductions) or those for CPU implementations such as lavapipe (large register tiles, vec4
@@ -15,13 +16,13 @@ pub enum KernelFamily {
 }
 
 impl std::str::FromStr for KernelFamily {
-    type Err = String;
+    type Err = UnknownChoice;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, UnknownChoice> {
         match s {
             "gpu" => Ok(KernelFamily::Gpu),
             "cpu" => Ok(KernelFamily::Cpu),
-            _ => Err(format!("`{s}` is not a kernel family (expected gpu or cpu)")),
+            _ => Err(UnknownChoice::new("kernel family", s, "gpu or cpu")),
         }
     }
 }
@@ -279,7 +280,7 @@ impl GpuContext {
         // Settings first: a mistyped one is the thing to fix, whatever the adapters are.
         let family = match &choice.kernels {
             None => None,
-            Some(v) => Some(v.parse().map_err(|reason| GpuError::BadSetting { name: "LIGHTHUBERT_KERNELS", reason })?),
+            Some(v) => Some(v.parse().map_err(|e: UnknownChoice| GpuError::BadSetting { name: "LIGHTHUBERT_KERNELS", reason: e.to_string() })?),
         };
         let mut adapters = ordered_adapters(choice)?;
         if adapters.is_empty() {

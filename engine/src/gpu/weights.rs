@@ -3,6 +3,8 @@
 //! the pipeline and nothing else changes.
 
 use half::f16;
+
+use crate::parse::UnknownChoice;
 use half::slice::HalfFloatSliceExt;
 
 use super::{GpuContext, GpuError};
@@ -36,13 +38,13 @@ impl WeightPrecision {
 }
 
 impl std::str::FromStr for WeightPrecision {
-    type Err = String;
+    type Err = UnknownChoice;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, UnknownChoice> {
         match s {
             "f32" => Ok(WeightPrecision::F32),
             "f16" => Ok(WeightPrecision::F16),
-            _ => Err(format!("unknown weight precision `{s}` (expected f32 or f16)")),
+            _ => Err(UnknownChoice::new("weight precision", s, "f32 or f16")),
         }
     }
 }
@@ -66,13 +68,13 @@ impl Arithmetic {
 }
 
 impl std::str::FromStr for Arithmetic {
-    type Err = String;
+    type Err = UnknownChoice;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, UnknownChoice> {
         match s {
             "f32" => Ok(Arithmetic::F32),
             "f16" => Ok(Arithmetic::F16),
-            _ => Err(format!("unknown arithmetic `{s}` (expected f32 or f16)")),
+            _ => Err(UnknownChoice::new("arithmetic", s, "f32 or f16")),
         }
     }
 }

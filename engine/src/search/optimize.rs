@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{check_budget, LatencyTable, SearchError};
+use crate::parse::UnknownChoice;
 use crate::supernet::{ffn_width, forward_flops, layer_flops, layer_parameters, Subnet, Supernet};
 
 /// What a search maximises.
@@ -16,12 +17,12 @@ pub enum Objective {
 }
 
 impl std::str::FromStr for Objective {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownChoice;
+    fn from_str(s: &str) -> Result<Self, UnknownChoice> {
         match s {
             "params" => Ok(Objective::Params),
             "flops" => Ok(Objective::Flops),
-            _ => Err(format!("`{s}` is not an objective (expected params or flops)")),
+            _ => Err(UnknownChoice::new("objective", s, "params or flops")),
         }
     }
 }
