@@ -11,7 +11,7 @@ use lighthubert::export::{subnet_file, FileWeights};
 use lighthubert::gpu::{AdapterChoice, GpuContext, WeightPrecision};
 use lighthubert::search::probe_audio;
 use lighthubert::{LightHubert, Subnet, Supernet};
-use serde_json::{json, Map};
+use serde_json::json;
 
 use crate::report::{self, Report};
 use crate::stats::time_interleaved;
@@ -68,14 +68,7 @@ pub fn run(args: &ExportArgs, repo: &Path) -> Res<()> {
     let origin = Origin { checkpoint: name.clone(), size: supernet_bytes, sha256: "(not computed by the benchmark)".into() };
 
     let info = &ctx.adapter_info;
-    let (date, stamp) = report::now_utc();
-    let mut common = Map::new();
-    common.insert("impl".into(), "wgpu".into());
-    common.insert("device".into(), info.name.clone().into());
-    common.insert("driver".into(), format!("{} {}", info.driver, info.driver_info).trim().into());
-    common.insert("date".into(), stamp.into());
-    common.insert("git_commit".into(), report::git_commit(repo).into());
-    common.insert("command".into(), crate::command_line().into());
+    let (date, mut common) = report::provenance(&ctx, repo, &crate::command_line());
     common.insert("checkpoint".into(), name.clone().into());
     common.insert("weights".into(), args.weights.name().into());
     let out_dir = args.out_dir.clone().unwrap_or_else(|| repo.join("bench/results"));

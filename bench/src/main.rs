@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{AdapterChoice, GpuContext, WeightPrecision};
 use lighthubert::LightHubert;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use cases::NamedSubnet;
 use report::{ms, Report};
@@ -135,15 +135,7 @@ fn engine_benchmarks(args: &Args) -> Res<()> {
     let load_s = t.elapsed().as_secs_f64();
 
     let info = &ctx.adapter_info;
-    let (date, stamp) = report::now_utc();
-    let mut common = Map::new();
-    common.insert("impl".into(), "wgpu".into());
-    common.insert("device".into(), info.name.clone().into());
-    common.insert("driver".into(), format!("{} {}", info.driver, info.driver_info).trim().into());
-    common.insert("backend".into(), format!("{:?}", info.backend).into());
-    common.insert("date".into(), stamp.into());
-    common.insert("git_commit".into(), report::git_commit(&repo).into());
-    common.insert("command".into(), command.clone().into());
+    let (date, mut common) = report::provenance(&ctx, &repo, &command);
     common.insert("checkpoint".into(), path.display().to_string().into());
     common.insert("weights".into(), args.weights.name().into());
     let out_dir = args.out_dir.clone().unwrap_or_else(|| repo.join("bench/results"));

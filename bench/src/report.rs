@@ -129,3 +129,19 @@ pub fn git_modified(repo: &Path) -> Vec<String> {
 pub fn ms(v: f64) -> String {
     if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") }
 }
+
+/// The date (YYYY-MM-DD) and the fields every record of an engine run carries: the adapter,
+/// driver and backend, the time, the commit and the command line.
+pub fn provenance(ctx: &lighthubert::gpu::GpuContext, repo: &Path, command: &str) -> (String, Map<String, Value>) {
+    let info = &ctx.adapter_info;
+    let (date, stamp) = now_utc();
+    let mut common = Map::new();
+    common.insert("impl".into(), "wgpu".into());
+    common.insert("device".into(), info.name.clone().into());
+    common.insert("driver".into(), format!("{} {}", info.driver, info.driver_info).trim().into());
+    common.insert("backend".into(), format!("{:?}", info.backend).into());
+    common.insert("date".into(), stamp.into());
+    common.insert("git_commit".into(), git_commit(repo).into());
+    common.insert("command".into(), command.into());
+    (date, common)
+}
