@@ -8,11 +8,11 @@ use std::sync::OnceLock;
 use kernels_tests::{assert_close, fixtures_dir, gpu, random_values, Fixture};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{stored_values, Arithmetic, CommandStream, GpuContext, WeightMatrix, WeightPrecision};
-use lighthubert::kernels::attention::{attention, attention_as, attention_cpu, AttentionForm};
-use lighthubert::kernels::linear::{conv_weight_frame_major, linear, linear_as, linear_cpu, Activation, IndexMap, LinearForm, LinearInput, WeightSlice};
-use lighthubert::kernels::norm::{group_norm_time, group_norm_time_cpu, layer_norm, layer_norm_as, layer_norm_cpu, Affine, LayerNormForm};
+use lighthubert::kernels::attention::{attention_cpu, Attention, AttentionForm};
+use lighthubert::kernels::linear::{conv_weight_frame_major, linear_cpu, Activation, IndexMap, Linear, LinearCpu, LinearForm, LinearInput, WeightSlice};
+use lighthubert::kernels::norm::{group_norm_time_cpu, layer_norm_cpu, Affine, GroupNormTime, LayerNorm, LayerNormForm};
 use lighthubert::kernels::pointwise::{gelu_cpu, gelu_inplace};
-use lighthubert::kernels::pos_conv::{pos_conv_residual_as, pos_conv_residual_cpu, weight_norm_dim2, weight_norm_scales, PosConvForm, PosConvShape};
+use lighthubert::kernels::pos_conv::{pos_conv_residual_cpu, PosConvResidual, weight_norm_dim2, weight_norm_scales, PosConvForm, PosConvShape};
 use lighthubert::model::ffn_units;
 use lighthubert::supernet::SupernetDims;
 
@@ -116,13 +116,13 @@ fn check_extractor(mode: &str, ckpt: &Checkpoint) {
         for form in linear_forms(&ctx, &window, &slice) {
             let got = run(&ctx, out, t_out * c, |s| {
                 let act = if norm.is_some() { Activation::None } else { Activation::Gelu };
-                linear_as(s, form, window, slice, c as u32, act, &conv_out);
+                Linear { input: window, weight: slice, cols: c as u32, act, y: &conv_out }.record_as(s, form);
                 if let Some((g, b)) = &norm {
                     let affine = Affine { gamma: g, beta: b };
                     if mode == "default" {
-                        group_norm_time(s, &conv_out, affine, &lengths, 1, t_out as u32, c as u32, true, &normed);
+                        GroupNormTime { x: &conv_out, affine, lengths: &lengths, batch: 1, frames: t_out as u32, channels: c as u32, gelu: true, y: &normed }.record(s);
                     } else {
-                        layer_norm(s, &conv_out, None, affine, t_out as u32, c as u32, true, &normed);
+                        LayerNorm { x: &conv_out, residual: None, affine, rows: t_out as u32, width: c as u32, gelu: true, y: &normed }.record(s);
                     }
                 }
             });
@@ -156,7 +156,7 @@ fn run_layer_norm(prefix: &str, key: &str, width: usize, residual: bool) {
     for form in [LayerNormForm::Cooperative, LayerNormForm::Rowwise] {
         let y = ctx.activation("y", x.len()).unwrap();
         let got = run(&ctx, &y, x.len(), |s| {
-            layer_norm_as(s, form, &xb, rb.as_ref(), Affine { gamma: &g, beta: &b }, rows as u32, width as u32, false, &y)
+            LayerNorm { x: &xb, residual: rb.as_ref(), affine: Affine { gamma: &g, beta: &b }, rows: rows as u32, width: width as u32, gelu: false, y: &y }.record_as(s, form)
         });
         assert_close(&format!("{key} {form:?}"), &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
     }
@@ -193,12 +193,12 @@ fn run_linear(prefix: &str, key: &str, depth: usize, cols: usize, rows_map: Inde
     let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
     let input = LinearInput::dense(&xb, rows as u32, depth as u32);
     for form in linear_forms(&ctx, &input, &slice) {
-        let got = run(&ctx, &y, rows * cols, |s| linear_as(s, form, input, slice, cols as u32, Activation::None, &y));
+        let got = run(&ctx, &y, rows * cols, |s| Linear { input, weight: slice, cols: cols as u32, act: Activation::None, y: &y }.record_as(s, form));
         assert_close(&format!("{key} ({form:?})"), &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
     }
     // The CPU reference reads the same slice: it must agree with the authors' slicing too.
     let b = &ckpt.get(&format!("{prefix}.bias")).unwrap().values;
-    let cpu = linear_cpu(x, rows, depth, depth, &w.values, Some(b), in_full, rows_map, cols_map, cols, Activation::None);
+    let cpu = linear_cpu(&LinearCpu { x, rows, depth, x_row_stride: depth, weight: &w.values, bias: Some(b), w_row_stride: in_full, row_map: rows_map, col_map: cols_map, cols, act: Activation::None });
     assert_close(&format!("{key} cpu reference"), &cpu, f.get(&format!("{key}.y")), 1e-7, 1e-6);
 }
 
@@ -255,7 +255,7 @@ fn positional_conv_regroups_for_each_width() {
         }
         for form in forms {
             let conv = |s: &mut CommandStream, w: &WeightMatrix| {
-                pos_conv_residual_as(s, form, &xb, w, &sb, &bb, shape, &lengths, 1, frames as u32, e as u32, &y)
+                PosConvResidual { x: &xb, weight: w, tap_scale: &sb, bias: &bb, shape, lengths: &lengths, batch: 1, frames: frames as u32, channels: e as u32, y: &y }.record_as(s, form)
             };
             let got = run(&ctx, &y, x.len(), |s| conv(s, &wb));
             assert_close(&format!("{key} ({form:?})"), &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
@@ -296,7 +296,7 @@ fn positional_conv_forms_match_cpu_reference_on_a_padded_batch() {
     assert!(PosConvForm::tiled_fits(shape, e as u32));
     for form in [PosConvForm::Direct, PosConvForm::Tiled] {
         let wb = ctx.upload_matrix("v", &tap_major, WeightPrecision::F32).unwrap();
-        let got = run(&ctx, &y, x.len(), |s| pos_conv_residual_as(s, form, &xb, &wb, &sb, &bb, shape, &lb, 2, frames as u32, e as u32, &y));
+        let got = run(&ctx, &y, x.len(), |s| PosConvResidual { x: &xb, weight: &wb, tap_scale: &sb, bias: &bb, shape, lengths: &lb, batch: 2, frames: frames as u32, channels: e as u32, y: &y }.record_as(s, form));
         assert_close(&format!("pos_conv {form:?} batch vs cpu"), &got, &want, 1e-6, 5e-5);
     }
 }
@@ -335,12 +335,12 @@ fn attention_matches_reference_with_and_without_padding() {
             let input = LinearInput::dense(&xb, rows, e as u32);
             for ((w, b, stride), dst) in [(&q, &qb), (&k, &kb), (&v, &vb)].map(|(w, d)| (w, d)) {
                 let slice = WeightSlice { weight: w, bias: Some(b), row_stride: *stride, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
-                linear(s, input, slice, a as u32, Activation::None, dst);
+                Linear { input, weight: slice, cols: a as u32, act: Activation::None, y: dst }.record(s);
             }
-            attention(s, &qb, &kb, &vb, &lb, frames as u32, batch as u32, heads as u32, &ab);
+            Attention { q: &qb, k: &kb, v: &vb, lengths: &lb, frames: frames as u32, batch: batch as u32, heads: heads as u32, out: &ab }.record(s);
             let slice = WeightSlice { weight: &out.0, bias: Some(&out.1), row_stride: out.2, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
             let heads_in = LinearInput::dense(&ab, rows, a as u32);
-            linear(s, heads_in, slice, e as u32, Activation::None, &y);
+            Linear { input: heads_in, weight: slice, cols: e as u32, act: Activation::None, y: &y }.record(s);
         });
         assert_close(&key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
     }
@@ -362,7 +362,7 @@ fn attention_kernel_matches_cpu_reference_on_odd_lengths() {
         forms.push(AttentionForm::Subgroup8);
     }
     for form in forms {
-        let got = run(&ctx, &out, n, |s| attention_as(s, form, &qb, &kb, &vb, &lb, frames as u32, batch as u32, heads as u32, &out));
+        let got = run(&ctx, &out, n, |s| Attention { q: &qb, k: &kb, v: &vb, lengths: &lb, frames: frames as u32, batch: batch as u32, heads: heads as u32, out: &out }.record_as(s, form));
         assert_close(&format!("attention {form:?} vs cpu"), &got, &want, 1e-6, 5e-5);
     }
 }
@@ -382,9 +382,9 @@ fn linear_kernel_matches_cpu_reference_on_ragged_shapes() {
     let y = ctx.activation("y", rows * cols).unwrap();
     let got = run(&ctx, &y, rows * cols, |s| {
         let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
-        linear(s, LinearInput::windows(&xb, rows as u32, depth as u32, 3, 1, 0), slice, cols as u32, Activation::Gelu, &y);
+        Linear { input: LinearInput::windows(&xb, rows as u32, depth as u32, 3, 1, 0), weight: slice, cols: cols as u32, act: Activation::Gelu, y: &y }.record(s);
     });
-    let want = linear_cpu(&x, rows, depth, 3, &w, Some(&b), in_full, rows_map, cols_map, cols, Activation::Gelu);
+    let want = linear_cpu(&LinearCpu { x: &x, rows, depth, x_row_stride: 3, weight: &w, bias: Some(&b), w_row_stride: in_full, row_map: rows_map, col_map: cols_map, cols, act: Activation::Gelu });
     assert_close("linear vs cpu", &got, &want, 1e-6, 5e-5);
 }
 
@@ -409,12 +409,12 @@ fn both_linear_forms_match_cpu_reference_on_ragged_aligned_shapes() {
         let stored = stored_values(&w, precision);
         let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
         let want: Vec<f32> = (0..batch)
-            .flat_map(|u| linear_cpu(&x[u * batch_stride..], rows, depth, row_stride, &stored, Some(&b), in_full, rows_map, cols_map, cols, Activation::Gelu))
+            .flat_map(|u| linear_cpu(&LinearCpu { x: &x[u * batch_stride..], rows, depth, x_row_stride: row_stride, weight: &stored, bias: Some(&b), w_row_stride: in_full, row_map: rows_map, col_map: cols_map, cols, act: Activation::Gelu }))
             .collect();
         let forms = linear_forms(&ctx, &input, &slice);
         assert!(forms.len() >= 3, "this slice is vec4-aligned");
         for form in forms {
-            let got = run(&ctx, &y, batch * rows * cols, |s| linear_as(s, form, input, slice, cols as u32, Activation::Gelu, &y));
+            let got = run(&ctx, &y, batch * rows * cols, |s| Linear { input, weight: slice, cols: cols as u32, act: Activation::Gelu, y: &y }.record_as(s, form));
             assert_close(&format!("linear {form:?} {precision:?} vs cpu"), &got, &want, 1e-6, 5e-5);
         }
         // f16 arithmetic (the GPU GEMM on SHADER_F16 adapters): x rounds to f16 and each
@@ -424,7 +424,7 @@ fn both_linear_forms_match_cpu_reference_on_ragged_aligned_shapes() {
             let mut half = ctx.upload_matrix("w", &w, precision).unwrap();
             half.math = Arithmetic::F16;
             let slice = WeightSlice { weight: &half, ..slice };
-            let got = run(&ctx, &y, batch * rows * cols, |s| linear_as(s, LinearForm::Shared64, input, slice, cols as u32, Activation::Gelu, &y));
+            let got = run(&ctx, &y, batch * rows * cols, |s| Linear { input, weight: slice, cols: cols as u32, act: Activation::Gelu, y: &y }.record_as(s, LinearForm::Shared64));
             assert_close(&format!("linear Shared64 {precision:?}, f16 arithmetic vs cpu"), &got, &want, 1e-3, 0.1);
         }
     }
@@ -445,7 +445,7 @@ fn norm_kernels_match_cpu_reference_on_wide_rows() {
     for form in [LayerNormForm::Cooperative, LayerNormForm::Rowwise] {
         let y = ctx.activation("y", rows * width).unwrap();
         let got = run(&ctx, &y, rows * width, |s| {
-            layer_norm_as(s, form, &xb, Some(&rb), Affine { gamma: &gb, beta: &bb }, rows as u32, width as u32, true, &y)
+            LayerNorm { x: &xb, residual: Some(&rb), affine: Affine { gamma: &gb, beta: &bb }, rows: rows as u32, width: width as u32, gelu: true, y: &y }.record_as(s, form)
         });
         assert_close(&format!("layer norm vs cpu, {form:?}"), &got, &want, 1e-6, 5e-5);
     }
@@ -456,50 +456,8 @@ fn norm_kernels_match_cpu_reference_on_wide_rows() {
     let y = ctx.activation("y", frames * channels).unwrap();
     let lengths = ctx.u32_buffer("lengths", &[frames as u32]).unwrap();
     let got = run(&ctx, &y, frames * channels, |s| {
-        group_norm_time(s, &xb, Affine { gamma: &gb, beta: &bb }, &lengths, 1, frames as u32, channels as u32, true, &y)
+        GroupNormTime { x: &xb, affine: Affine { gamma: &gb, beta: &bb }, lengths: &lengths, batch: 1, frames: frames as u32, channels: channels as u32, gelu: true, y: &y }.record(s)
     });
     let want = group_norm_time_cpu(&x, &g, &b, frames, channels, true);
     assert_close("group norm vs cpu", &got, &want, 1e-6, 5e-5);
-}
-
-/// The heatmap against its CPU reference (each channel within one step of 255: the colour map
-/// is a polynomial, evaluated in f32 on both sides), on a size that is not a multiple of the
-/// workgroup and a matrix smaller than the picture in one direction and larger in the other.
-/// The waveform: every column is inked where the samples reach and white far from them.
-#[test]
-fn pictures_match_their_cpu_reference() {
-    use lighthubert::kernels::picture::{heatmap_cpu, render, Picture};
-    let ctx = gpu();
-    let (rows, cols) = (37u32, 300u32);
-    let values: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
-    let size = (101u32, 67u32);
-    let got = render(&ctx, Picture::Heatmap { values: &values, rows, cols, range: (-0.8, 0.9) }, size).unwrap();
-    let want = heatmap_cpu(&values, rows, cols, (-0.8, 0.9), size);
-    assert_eq!(got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        for shift in [0, 8, 16, 24] {
-            let (a, b) = ((g >> shift) & 255, (w >> shift) & 255);
-            assert!(a.abs_diff(b) <= 1, "pixel {i}: {g:08x} vs {w:08x}");
-        }
-    }
-    let distinct: std::collections::HashSet<u32> = got.iter().copied().collect();
-    assert!(distinct.len() > 100, "{} colours", distinct.len());
-
-    // A sine that fills the top half at its peaks: the first column covers the rising edge.
-    let (width, height) = (50u32, 41u32);
-    let samples: Vec<f32> = (0..5000).map(|i| 0.5 * (i as f32 * std::f32::consts::TAU / 1000.0).sin()).collect();
-    let px = render(&ctx, Picture::Waveform { samples: &samples, peak: 1.0 }, (width, height)).unwrap();
-    let white = 0xffff_ffffu32;
-    let ink = px[0..].iter().copied().find(|&c| c != white && (c & 0xff) < 100).expect("some ink");
-    let (mut top, mut bottom) = (height, 0);
-    for x in 0..width {
-        let column: Vec<u32> = (0..height).map(|y| px[(y * width + x) as usize]).collect();
-        assert!(column.contains(&ink), "column {x} is empty");
-        assert_eq!(column[0], white, "column {x}: amplitude 0.5 must not reach the top edge");
-        assert_eq!(column[(height - 1) as usize], white, "column {x}: nor the bottom edge");
-        top = top.min(column.iter().position(|&c| c == ink).unwrap() as u32);
-        bottom = bottom.max(column.iter().rposition(|&c| c == ink).unwrap() as u32);
-    }
-    // Amplitude 0.5 of a peak of 1 spans a quarter of the height each side of the middle row.
-    assert_eq!((top, bottom), (10, 30));
 }

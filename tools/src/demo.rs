@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use lighthubert::kernels::picture::{render, Picture};
+use crate::picture::{render, Picture};
 use lighthubert::model::min_samples;
 use lighthubert::{LightHubert, Subnet};
 use plotters::coord::ranged1d::SegmentValue;

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod error;
 pub mod export;
 pub mod extract;
+pub mod picture;
 pub mod plot;
 pub mod profile;
 pub mod search;

@@ -404,7 +404,7 @@ impl GpuContext {
 
     /// Compiles `kernels` now, so that no later forward pass (a subnet switch that changes a
     /// kernel's form, say) stalls on shader compilation.
-    pub fn build_pipelines(&self, kernels: impl IntoIterator<Item = super::Kernel>) {
+    pub fn build_pipelines(&self, kernels: impl IntoIterator<Item = &'static super::Kernel>) {
         for k in kernels {
             self.pipelines.get(&self.device, k);
         }

@@ -2,6 +2,7 @@
 //! uploaded once, and command streams that record a whole forward pass before submitting.
 
 mod context;
+mod kernel;
 mod pipelines;
 mod pool;
 mod profile;
@@ -9,7 +10,9 @@ mod stream;
 mod weights;
 
 pub use context::{host_vec, list_adapters, AdapterChoice, Counters, GpuContext, KernelFamily};
-pub use pipelines::{Kernel, ShaderFile, SHADER_FILES};
+pub use kernel::{Kernel, KernelCheckError, KernelProblem, ParamsLayout};
+/// The WGSL files, embedded at build time by the `lighthubert-shaders` crate.
+pub use lighthubert_shaders as sources;
 pub use pool::Arena;
 pub use profile::{DispatchTiming, KernelSummary, Profile};
 pub use stream::{CommandStream, Cost};

@@ -1,6 +1,6 @@
 use std::time::Instant;
 
-use super::pipelines::Kernel;
+use super::Kernel;
 use super::profile::{DispatchTiming, Profile};
 use super::{GpuContext, GpuError};
 
@@ -15,7 +15,7 @@ pub struct Cost {
 /// One dispatch waiting to be recorded: its parameters live at `params_offset` in the
 /// stream's single uniform buffer.
 struct Dispatch {
-    kernel: Kernel,
+    kernel: &'static Kernel,
     label: String,
     cost: Cost,
     params_offset: u64,
@@ -65,7 +65,7 @@ impl<'a> CommandStream<'a> {
     /// Queues `kernel` with a uniform at binding 0 and `buffers` at bindings 1, 2, ...
     pub fn dispatch<P: bytemuck::Pod>(
         &mut self,
-        kernel: Kernel,
+        kernel: &'static Kernel,
         params: &P,
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
@@ -79,11 +79,12 @@ impl<'a> CommandStream<'a> {
     /// use only some of their module's bindings (pipeline layouts are derived per entry point).
     pub fn dispatch_bound<P: bytemuck::Pod>(
         &mut self,
-        kernel: Kernel,
+        kernel: &'static Kernel,
         params: &P,
         buffers: &[(u32, &wgpu::Buffer)],
         workgroups: [u32; 3],
     ) {
+        debug_assert_eq!(std::mem::size_of::<P>(), kernel.params.size, "{} reads a {}", kernel.entry_point, kernel.params.name);
         let align = self.ctx.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
         let offset = self.params.len().div_ceil(align) * align;
         self.params.resize(offset, 0);
@@ -185,7 +186,7 @@ impl<'a> CommandStream<'a> {
                 entries.push(wgpu::BindGroupEntry { binding: *binding, resource: b.as_entire_binding() });
             }
             bind_groups.push(device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(d.kernel.entry_point()),
+                label: Some(d.kernel.entry_point),
                 layout: &layout,
                 entries: &entries,
             }));
@@ -240,7 +241,7 @@ impl<'a> CommandStream<'a> {
     fn timing(&self, i: usize, start_ns: f64, duration_ns: f64) -> DispatchTiming {
         let d = &self.dispatches[i];
         DispatchTiming {
-            kernel: d.kernel.entry_point(),
+            kernel: d.kernel.entry_point,
             label: d.label.clone(),
             start_ns,
             duration_ns,
@@ -282,7 +283,7 @@ impl<'a> CommandStream<'a> {
             for (slot, i) in chunk.clone().enumerate() {
                 self.encode_copies_before(&mut encoder, i);
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(self.dispatches[i].kernel.entry_point()),
+                    label: Some(self.dispatches[i].kernel.entry_point),
                     timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
                         query_set: &set,
                         beginning_of_pass_write_index: Some(2 * slot as u32),

@@ -4,7 +4,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::CommandStream;
-use crate::gpu::Kernel;
+use crate::gpu::sources::{ATTENTION, ATTENTION_SUBGROUP};
+use crate::gpu::{Kernel, ParamsLayout};
 
 /// LightHuBERT's heads are 64 wide whatever the subnet.
 pub const HEAD_DIM: u32 = 64;
@@ -40,57 +41,61 @@ impl AttentionForm {
     }
 }
 
+const PARAMS: ParamsLayout = crate::params_layout!(AttentionParams { frames, batch, heads, row_stride, scale });
+
+/// [`AttentionForm::PerQuery`].
+pub static PER_QUERY: Kernel = Kernel::new(ATTENTION, &[], "attention", PARAMS);
+/// [`AttentionForm::Subgroup8`]: shares `attention.wgsl`'s bindings and helpers.
+pub static SUBGROUP8: Kernel = Kernel::new(ATTENTION_SUBGROUP, &[ATTENTION], "attention_subgroup", PARAMS).with_subgroup_size(8);
+
+/// Every kernel of this module.
+pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
+    [&PER_QUERY, &SUBGROUP8].into_iter()
+}
+
 /// out = softmax(q k^T / 8, keys < length) v per head, for q, k, v [batch * frames, heads * 64].
 /// `lengths` holds one u32 per utterance: its keys at or past that index are padding.
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    stream: &mut CommandStream,
-    q: &wgpu::Buffer,
-    k: &wgpu::Buffer,
-    v: &wgpu::Buffer,
-    lengths: &wgpu::Buffer,
-    frames: u32,
-    batch: u32,
-    heads: u32,
-    out: &wgpu::Buffer,
-) {
-    let form = AttentionForm::for_device(stream.context());
-    attention_as(stream, form, q, k, v, lengths, frames, batch, heads, out);
+#[derive(Debug, Clone, Copy)]
+pub struct Attention<'a> {
+    pub q: &'a wgpu::Buffer,
+    pub k: &'a wgpu::Buffer,
+    pub v: &'a wgpu::Buffer,
+    pub lengths: &'a wgpu::Buffer,
+    pub frames: u32,
+    pub batch: u32,
+    pub heads: u32,
+    pub out: &'a wgpu::Buffer,
 }
 
-/// [`attention`] in a given form (`Subgroup8` needs a device with 8-wide subgroups).
-#[allow(clippy::too_many_arguments)]
-pub fn attention_as(
-    stream: &mut CommandStream,
-    form: AttentionForm,
-    q: &wgpu::Buffer,
-    k: &wgpu::Buffer,
-    v: &wgpu::Buffer,
-    lengths: &wgpu::Buffer,
-    frames: u32,
-    batch: u32,
-    heads: u32,
-    out: &wgpu::Buffer,
-) {
-    let params = AttentionParams {
-        frames,
-        batch,
-        heads,
-        row_stride: heads * HEAD_DIM,
-        scale: 1.0 / (HEAD_DIM as f32).sqrt(),
-        _pad: [0; 3],
-    };
-    let (kernel, per_group) = match form {
-        AttentionForm::PerQuery => (Kernel::Attention, 64),
-        AttentionForm::Subgroup8 => (Kernel::AttentionSubgroup, 8),
-    };
-    stream.dispatch(kernel, &params, &[q, k, v, lengths, out], [frames.div_ceil(per_group), heads, batch]);
-    // Scores and the weighted sum of values, against every key (padding makes it less).
-    let (rows, a) = (batch as f64 * frames as f64, (heads * HEAD_DIM) as f64);
-    stream.cost(4.0 * rows * frames as f64 * a, 4.0 * 4.0 * rows * a);
+impl Attention<'_> {
+    /// Queues the dispatch in the form that suits the device.
+    pub fn record(&self, stream: &mut CommandStream) {
+        self.record_as(stream, AttentionForm::for_device(stream.context()));
+    }
+
+    /// Queues the dispatch in a given form.
+    pub fn record_as(&self, stream: &mut CommandStream, form: AttentionForm) {
+        let Attention { q, k, v, lengths, frames, batch, heads, out } = *self;
+        let params = AttentionParams {
+            frames,
+            batch,
+            heads,
+            row_stride: heads * HEAD_DIM,
+            scale: 1.0 / (HEAD_DIM as f32).sqrt(),
+            _pad: [0; 3],
+        };
+        let (kernel, per_group) = match form {
+            AttentionForm::PerQuery => (&PER_QUERY, 64),
+            AttentionForm::Subgroup8 => (&SUBGROUP8, 8),
+        };
+        stream.dispatch(kernel, &params, &[q, k, v, lengths, out], [frames.div_ceil(per_group), heads, batch]);
+        // Scores and the weighted sum of values, against every key (padding makes it less).
+        let (rows, a) = (batch as f64 * frames as f64, (heads * HEAD_DIM) as f64);
+        stream.cost(4.0 * rows * frames as f64 * a, 4.0 * 4.0 * rows * a);
+    }
 }
 
-/// CPU reference of [`attention`], in f64.
+/// CPU reference of [`Attention`], in f64.
 pub fn attention_cpu(
     q: &[f32],
     k: &[f32],
@@ -127,10 +132,4 @@ pub fn attention_cpu(
         }
     }
     out
-}
-
-/// The parameter blocks of this module, for `params_match_the_shaders`.
-#[cfg(test)]
-pub(super) fn params_layouts() -> Vec<super::ParamsLayout> {
-    vec![super::params_layout!(AttentionParams { frames, batch, heads, row_stride, scale })]
 }

@@ -4,8 +4,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{gelu_f64, CommandStream};
-use crate::gpu::{Kernel, KernelFamily, WeightMatrix};
+use super::{gelu_f64, CommandStream, PerWeights};
+use crate::gpu::sources::{Source, GELU, LINEAR, LINEAR_COMMON, LINEAR_SHARED, LINEAR_TILED, LINEAR_TILED_SUBGROUP, STAGE_F16, STAGE_F32, WEIGHTS_F16, WEIGHTS_F32};
+use crate::gpu::{Arithmetic, Kernel, KernelFamily, ParamsLayout, WeightMatrix, WeightPrecision};
 
 /// Maps a subnet index onto a supernet index: `(i / chunk) * chunk_stride + i % chunk`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +89,39 @@ struct LinearParams {
     y_batch_stride: u32,
 }
 
+const PARAMS: ParamsLayout = crate::params_layout!(LinearParams {
+    rows, cols, depth, x_row_stride, w_row_stride, row_chunk, row_chunk_stride, col_chunk, col_chunk_stride, flags, x_batch_stride, y_batch_stride
+});
+
+const COMMON_F32: &[Source] = &[GELU, WEIGHTS_F32, LINEAR_COMMON];
+const COMMON_F16: &[Source] = &[GELU, WEIGHTS_F16, LINEAR_COMMON];
+const TILED_F32: &[Source] = &[GELU, WEIGHTS_F32, LINEAR_COMMON, LINEAR_TILED];
+const TILED_F16: &[Source] = &[GELU, WEIGHTS_F16, LINEAR_COMMON, LINEAR_TILED];
+
+/// [`LinearForm::Tile4`].
+pub static TILE4: PerWeights = PerWeights::new(LINEAR, [COMMON_F32, COMMON_F16], "linear", PARAMS);
+/// [`LinearForm::Tile16Vec4`].
+pub static TILE16_VEC4: PerWeights = PerWeights::new(LINEAR_TILED, [COMMON_F32, COMMON_F16], "linear_tiled", PARAMS);
+/// [`LinearForm::Tile16Subgroup`]: `linear_tiled.wgsl`'s tile loop with a subgroup load of x.
+pub static TILE16_SUBGROUP: PerWeights = PerWeights::new(LINEAR_TILED_SUBGROUP, [TILED_F32, TILED_F16], "linear_tiled_subgroup", PARAMS).with_subgroup_size(8);
+/// [`LinearForm::Shared64`] in f32 arithmetic; the stage prelude sets the workgroup tiles' type.
+pub static SHARED64: PerWeights =
+    PerWeights::new(LINEAR_SHARED, [&[STAGE_F32, GELU, WEIGHTS_F32, LINEAR_COMMON], &[STAGE_F32, GELU, WEIGHTS_F16, LINEAR_COMMON]], "linear_shared", PARAMS);
+/// [`LinearForm::Shared64`] in f16 arithmetic (`--math f16`).
+pub static SHARED64_HALF_MATH: PerWeights = PerWeights {
+    f32: Kernel::new(LINEAR_SHARED, &[STAGE_F16, GELU, WEIGHTS_F32, LINEAR_COMMON], "linear_shared", PARAMS)
+        .reading(WeightPrecision::F32, "f32 weights, f16 arithmetic")
+        .with_f16_arithmetic(),
+    f16: Kernel::new(LINEAR_SHARED, &[STAGE_F16, GELU, WEIGHTS_F16, LINEAR_COMMON], "linear_shared", PARAMS)
+        .reading(WeightPrecision::F16, "f16 weights, f16 arithmetic")
+        .with_f16_arithmetic(),
+};
+
+/// Every kernel of this module.
+pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
+    [&TILE4, &TILE16_VEC4, &TILE16_SUBGROUP, &SHARED64, &SHARED64_HALF_MATH].into_iter().flat_map(PerWeights::both)
+}
+
 /// How a linear dispatch tiles its outputs over invocations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinearForm {
@@ -128,72 +162,73 @@ impl LinearForm {
 
     /// The kernel for weights stored as in `w`, and the outputs one workgroup covers along
     /// (units, frames).
-    fn kernel_and_extent(self, w: &WeightMatrix) -> (Kernel, [u32; 2]) {
+    fn kernel_and_extent(self, w: &WeightMatrix) -> (&'static Kernel, [u32; 2]) {
         match self {
-            LinearForm::Tile4 => (Kernel::Linear(w.precision), [4 * 8, 4 * 8]),
+            LinearForm::Tile4 => (TILE4.get(w.precision), [4 * 8, 4 * 8]),
             // One row of 8 invocations: short transformer inputs still make enough workgroups
             // to keep every CPU thread busy.
-            LinearForm::Tile16Vec4 => (Kernel::LinearTiled(w.precision), [16 * 8, 16]),
-            LinearForm::Tile16Subgroup => (Kernel::LinearTiledSubgroup(w.precision), [16 * 8, 16]),
-            LinearForm::Shared64 => (Kernel::LinearShared(w.precision, w.math), [64, 64]),
+            LinearForm::Tile16Vec4 => (TILE16_VEC4.get(w.precision), [16 * 8, 16]),
+            LinearForm::Tile16Subgroup => (TILE16_SUBGROUP.get(w.precision), [16 * 8, 16]),
+            LinearForm::Shared64 => match w.math {
+                Arithmetic::F32 => (SHARED64.get(w.precision), [64, 64]),
+                Arithmetic::F16 => (SHARED64_HALF_MATH.get(w.precision), [64, 64]),
+            },
         }
     }
 }
 
-/// y[batch, rows, cols] = act(x W_s^T + b_s), in the form that suits the device and the slice.
-pub fn linear(
-    stream: &mut CommandStream,
-    input: LinearInput,
-    w: WeightSlice,
-    cols: u32,
-    act: Activation,
-    y: &wgpu::Buffer,
-) {
-    let form = LinearForm::for_device(stream.context(), &input, &w);
-    linear_as(stream, form, input, w, cols, act, y);
+/// y[batch, rows, cols] = act(x W_s^T + b_s): a linear layer on a subnet's slice of a supernet
+/// weight.
+#[derive(Debug, Clone, Copy)]
+pub struct Linear<'a> {
+    pub input: LinearInput<'a>,
+    pub weight: WeightSlice<'a>,
+    pub cols: u32,
+    pub act: Activation,
+    pub y: &'a wgpu::Buffer,
 }
 
-/// [`linear`] in a given form.
-///
-/// # Panics
-/// If `form` reads vec4s and the slice is not [`LinearForm::vec4_aligned`]: a bug in the
-/// caller, not bad input.
-pub fn linear_as(
-    stream: &mut CommandStream,
-    form: LinearForm,
-    input: LinearInput,
-    w: WeightSlice,
-    cols: u32,
-    act: Activation,
-    y: &wgpu::Buffer,
-) {
-    assert!(form == LinearForm::Tile4 || LinearForm::vec4_aligned(&input, &w), "{form:?} needs a vec4-aligned slice");
-    let params = LinearParams {
-        rows: input.rows,
-        cols,
-        depth: input.depth,
-        x_row_stride: input.row_stride,
-        w_row_stride: w.row_stride,
-        row_chunk: w.rows.chunk,
-        row_chunk_stride: w.rows.chunk_stride,
-        col_chunk: w.cols.chunk,
-        col_chunk_stride: w.cols.chunk_stride,
-        flags: u32::from(w.bias.is_some()) | if act == Activation::Gelu { 2 } else { 0 },
-        x_batch_stride: input.batch_stride,
-        y_batch_stride: input.rows * cols,
-    };
-    let empty = stream.context().empty.clone();
-    let bias = w.bias.unwrap_or(&empty);
-    let (kernel, [per_x, per_y]) = form.kernel_and_extent(w.weight);
-    stream.dispatch(
-        kernel,
-        &params,
-        &[input.x, &w.weight.buffer, bias, y],
-        [cols.div_ceil(per_x), input.rows.div_ceil(per_y), input.batch.max(1)],
-    );
-    let (b, m, k, n) = (input.batch.max(1) as f64, input.rows as f64, input.depth as f64, cols as f64);
-    let wb = w.weight.precision.bytes_per_value() as f64;
-    stream.cost(2.0 * b * m * k * n, wb * n * k + 4.0 * (b * m * k + b * m * n));
+impl Linear<'_> {
+    /// Queues the dispatch in the form that suits the device and the slice.
+    pub fn record(&self, stream: &mut CommandStream) {
+        self.record_as(stream, LinearForm::for_device(stream.context(), &self.input, &self.weight));
+    }
+
+    /// Queues the dispatch in a given form.
+    ///
+    /// # Panics
+    /// If `form` reads vec4s and the slice is not [`LinearForm::vec4_aligned`]: a bug in the
+    /// caller, not bad input.
+    pub fn record_as(&self, stream: &mut CommandStream, form: LinearForm) {
+        let Linear { input, weight: w, cols, act, y } = *self;
+        assert!(form == LinearForm::Tile4 || LinearForm::vec4_aligned(&input, &w), "{form:?} needs a vec4-aligned slice");
+        let params = LinearParams {
+            rows: input.rows,
+            cols,
+            depth: input.depth,
+            x_row_stride: input.row_stride,
+            w_row_stride: w.row_stride,
+            row_chunk: w.rows.chunk,
+            row_chunk_stride: w.rows.chunk_stride,
+            col_chunk: w.cols.chunk,
+            col_chunk_stride: w.cols.chunk_stride,
+            flags: u32::from(w.bias.is_some()) | if act == Activation::Gelu { 2 } else { 0 },
+            x_batch_stride: input.batch_stride,
+            y_batch_stride: input.rows * cols,
+        };
+        let empty = stream.context().empty.clone();
+        let bias = w.bias.unwrap_or(&empty);
+        let (kernel, [per_x, per_y]) = form.kernel_and_extent(w.weight);
+        stream.dispatch(
+            kernel,
+            &params,
+            &[input.x, &w.weight.buffer, bias, y],
+            [cols.div_ceil(per_x), input.rows.div_ceil(per_y), input.batch.max(1)],
+        );
+        let (b, m, k, n) = (input.batch.max(1) as f64, input.rows as f64, input.depth as f64, cols as f64);
+        let wb = w.weight.precision.bytes_per_value() as f64;
+        stream.cost(2.0 * b * m * k * n, wb * n * k + 4.0 * (b * m * k + b * m * n));
+    }
 }
 
 /// Lays a conv weight [out, in, kernel] out as [out, kernel, in]. With frame-major input
@@ -211,43 +246,41 @@ pub fn conv_weight_frame_major(w: &[f32], out: usize, inp: usize, kernel: usize)
     r
 }
 
-/// CPU reference of [`linear`], accumulating in f64.
-#[allow(clippy::too_many_arguments)]
-pub fn linear_cpu(
-    x: &[f32],
-    rows: usize,
-    depth: usize,
-    x_row_stride: usize,
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    w_row_stride: usize,
-    row_map: IndexMap,
-    col_map: IndexMap,
-    cols: usize,
-    act: Activation,
-) -> Vec<f32> {
-    let mut y = vec![0f32; rows * cols];
-    for t in 0..rows {
-        for n in 0..cols {
-            let r = row_map.apply(n as u32) as usize;
-            let mut acc = bias.map_or(0.0, |b| b[r] as f64);
-            for k in 0..depth {
-                let c = col_map.apply(k as u32) as usize;
-                acc += x[t * x_row_stride + k] as f64 * weight[r * w_row_stride + c] as f64;
+/// The inputs of [`linear_cpu`], the CPU reference of [`Linear`]: host copies of the
+/// full weight and bias, sliced by the same maps.
+#[derive(Debug, Clone, Copy)]
+pub struct LinearCpu<'a> {
+    pub x: &'a [f32],
+    pub rows: usize,
+    pub depth: usize,
+    pub x_row_stride: usize,
+    pub weight: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub w_row_stride: usize,
+    pub row_map: IndexMap,
+    pub col_map: IndexMap,
+    pub cols: usize,
+    pub act: Activation,
+}
+
+/// CPU reference of [`Linear`] (one batch), accumulating in f64.
+pub fn linear_cpu(a: &LinearCpu) -> Vec<f32> {
+    let mut y = vec![0f32; a.rows * a.cols];
+    for t in 0..a.rows {
+        for n in 0..a.cols {
+            let r = a.row_map.apply(n as u32) as usize;
+            let mut acc = a.bias.map_or(0.0, |b| b[r] as f64);
+            for k in 0..a.depth {
+                let c = a.col_map.apply(k as u32) as usize;
+                acc += a.x[t * a.x_row_stride + k] as f64 * a.weight[r * a.w_row_stride + c] as f64;
             }
-            y[t * cols + n] = match act {
+            y[t * a.cols + n] = match a.act {
                 Activation::None => acc,
                 Activation::Gelu => gelu_f64(acc),
             } as f32;
         }
     }
     y
-}
-
-/// The parameter blocks of this module, for `params_match_the_shaders`.
-#[cfg(test)]
-pub(super) fn params_layouts() -> Vec<super::ParamsLayout> {
-    vec![super::params_layout!(LinearParams { rows, cols, depth, x_row_stride, w_row_stride, row_chunk, row_chunk_stride, col_chunk, col_chunk_stride, flags, x_batch_stride, y_batch_stride })]
 }
 
 #[cfg(test)]

@@ -5,36 +5,50 @@
 pub mod attention;
 pub mod linear;
 pub mod norm;
-pub mod picture;
 pub mod pointwise;
 pub mod pos_conv;
 
 pub use crate::gpu::CommandStream;
+use crate::gpu::{Kernel, ParamsLayout, WeightPrecision};
+use lighthubert_shaders::Source;
 
-/// A parameter block as Rust lays it out: its size and each named field's offset. The padding
-/// fields (`_pad`) are covered by the size. `params_match_the_shaders` holds every block to the
-/// WGSL struct naga parses from the shaders that read it, so the two cannot drift.
-#[cfg(test)]
-#[derive(Clone)]
-pub(crate) struct ParamsLayout {
-    pub name: &'static str,
-    pub size: usize,
-    pub fields: Vec<(&'static str, usize)>,
+/// Every kernel the engine dispatches, from each module's own list.
+pub fn all() -> impl Iterator<Item = &'static Kernel> {
+    attention::kernels().chain(linear::kernels()).chain(norm::kernels()).chain(pointwise::kernels()).chain(pos_conv::kernels())
 }
 
-/// `params_layout!(LinearParams { rows, cols })`: the [`ParamsLayout`] of a `#[repr(C)]` struct.
-#[cfg(test)]
-macro_rules! params_layout {
-    ($ty:ident { $($field:ident),* $(,)? }) => {
-        $crate::kernels::ParamsLayout {
-            name: stringify!($ty),
-            size: std::mem::size_of::<$ty>(),
-            fields: vec![$((stringify!($field), std::mem::offset_of!($ty, $field))),*],
+/// A kernel composed once per weight storage precision: the same file and entry point, with
+/// `weights_f32.wgsl` or `weights_f16.wgsl` among its preludes.
+#[derive(Debug)]
+pub struct PerWeights {
+    pub f32: Kernel,
+    pub f16: Kernel,
+}
+
+impl PerWeights {
+    /// `preludes` for f32 and f16 weights, in that order.
+    pub const fn new(shader: Source, preludes: [&'static [Source]; 2], entry_point: &'static str, params: ParamsLayout) -> PerWeights {
+        PerWeights {
+            f32: Kernel::new(shader, preludes[0], entry_point, params).reading(WeightPrecision::F32, "f32 weights"),
+            f16: Kernel::new(shader, preludes[1], entry_point, params).reading(WeightPrecision::F16, "f16 weights"),
         }
-    };
+    }
+
+    pub const fn with_subgroup_size(self, size: u32) -> PerWeights {
+        PerWeights { f32: self.f32.with_subgroup_size(size), f16: self.f16.with_subgroup_size(size) }
+    }
+
+    pub fn get(&'static self, precision: WeightPrecision) -> &'static Kernel {
+        match precision {
+            WeightPrecision::F32 => &self.f32,
+            WeightPrecision::F16 => &self.f16,
+        }
+    }
+
+    pub fn both(&'static self) -> [&'static Kernel; 2] {
+        [&self.f32, &self.f16]
+    }
 }
-#[cfg(test)]
-pub(crate) use params_layout;
 
 /// The exact erf form of GELU, as the reference computes it.
 pub fn gelu_f64(x: f64) -> f64 {
@@ -131,41 +145,39 @@ mod tests {
 }
 
 #[cfg(test)]
-mod params_tests {
+mod kernel_tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::gpu::SHADER_FILES;
 
+    /// Each kernel's module parses and validates, has its entry point, and reads the parameter
+    /// block its Rust side writes (size and field offsets), so the two cannot drift.
     #[test]
-    fn params_match_the_shaders() {
-        let rust: Vec<ParamsLayout> =
-            [attention::params_layouts(), linear::params_layouts(), norm::params_layouts(), picture::params_layouts(), pointwise::params_layouts(), pos_conv::params_layouts()].concat();
-        let mut matched = HashSet::new();
-        for file in SHADER_FILES {
-            let source = file.composed();
-            let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{}: {}", file.label(), e.emit_to_string(&source)));
-            for (_, var) in module.global_variables.iter().filter(|(_, v)| v.space == naga::AddressSpace::Uniform) {
-                let ty = &module.types[var.ty];
-                let name = ty.name.as_deref().unwrap_or("(unnamed)");
-                let naga::TypeInner::Struct { members, span } = &ty.inner else {
-                    panic!("{}: uniform {name} is not a struct", file.label());
-                };
-                let r = rust.iter().find(|l| l.name == name).unwrap_or_else(|| panic!("{}: uniform struct {name} has no Rust parameter block", file.label()));
-                assert_eq!(r.size, *span as usize, "{}: {name} is {} bytes in WGSL, {} in Rust", file.label(), span, r.size);
-                for m in members.iter().filter(|m| !m.name.as_deref().unwrap_or("_").starts_with('_')) {
-                    let field = m.name.as_deref().unwrap_or_default();
-                    let (_, offset) = r.fields.iter().find(|(n, _)| *n == field).unwrap_or_else(|| panic!("{}: {name}.{field} is in WGSL, not in Rust", file.label()));
-                    assert_eq!(*offset, m.offset as usize, "{}: {name}.{field} at byte {} in WGSL, {offset} in Rust", file.label(), m.offset);
-                }
-                for (field, _) in &r.fields {
-                    assert!(members.iter().any(|m| m.name.as_deref() == Some(*field)), "{}: {name}.{field} is in Rust, not in WGSL", file.label());
-                }
-                matched.insert(name.to_string());
-            }
+    fn every_kernel_checks() {
+        for kernel in all() {
+            kernel.check().unwrap_or_else(|e| panic!("{e}"));
         }
-        for r in &rust {
-            assert!(matched.contains(r.name), "{} is read by no shader", r.name);
+    }
+
+    /// No two kernels claim one pipeline, and no two compositions share a module name.
+    #[test]
+    fn kernels_are_distinct() {
+        let mut keys = HashSet::new();
+        let mut modules = std::collections::HashMap::new();
+        for kernel in all() {
+            assert!(keys.insert(kernel.key()), "{} in {} is declared twice", kernel.entry_point, kernel.module_label());
+            let composed = kernel.composed();
+            let previous = modules.entry(kernel.module_key()).or_insert_with(|| composed.clone());
+            assert_eq!(*previous, composed, "{} names two different compositions", kernel.module_label());
+        }
+    }
+
+    /// Every file in `shaders/` is part of some kernel, so the checks above cover it.
+    #[test]
+    fn every_shader_file_is_used() {
+        let used: HashSet<&str> = all().flat_map(|k| k.files().collect::<Vec<_>>()).collect();
+        for file in crate::gpu::sources::ALL {
+            assert!(used.contains(file.name), "shaders/{} is composed into no kernel, so nothing checks it", file.name);
         }
     }
 }

@@ -4,7 +4,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{fold_groups, gelu_f64, CommandStream};
-use crate::gpu::{Kernel, KernelFamily};
+use crate::gpu::sources::{GELU, GROUP_NORM_CHUNKED, LAYER_NORM_ROWWISE, NORM};
+use crate::gpu::{Kernel, KernelFamily, ParamsLayout};
 
 /// The eps of every norm in the reference.
 pub const EPS: f32 = 1e-5;
@@ -49,79 +50,98 @@ impl LayerNormForm {
     }
 }
 
-/// y[r] = LN(x[r] (+ residual[r])) * gamma + beta, then GELU if asked, for `rows` rows of `width`,
-/// in the form that suits the device.
-#[allow(clippy::too_many_arguments)]
-pub fn layer_norm(
-    stream: &mut CommandStream,
-    x: &wgpu::Buffer,
-    residual: Option<&wgpu::Buffer>,
-    affine: Affine,
-    rows: u32,
-    width: u32,
-    gelu: bool,
-    y: &wgpu::Buffer,
-) {
-    let form = LayerNormForm::for_device(stream.context(), width);
-    layer_norm_as(stream, form, x, residual, affine, rows, width, gelu, y);
+const NORM_PARAMS: ParamsLayout = crate::params_layout!(NormParams { rows, width, flags, eps });
+const CHUNK_PARAMS: ParamsLayout = crate::params_layout!(ChunkNormParams { rows, width, count, chunk, chunks, count_full, count_last, flags, eps });
+
+/// [`LayerNormForm::Cooperative`].
+pub static LAYER_NORM_COOPERATIVE: Kernel = Kernel::new(NORM, &[GELU], "layer_norm", NORM_PARAMS);
+/// [`LayerNormForm::Rowwise`].
+pub static LAYER_NORM_ROWWISE_KERNEL: Kernel = Kernel::new(LAYER_NORM_ROWWISE, &[GELU], "layer_norm_rowwise", NORM_PARAMS);
+/// [`GroupNormTime`].
+pub static GROUP_NORM_TIME: Kernel = Kernel::new(NORM, &[GELU], "group_norm_time", NORM_PARAMS);
+/// [`GroupNormPartial`].
+pub static GROUP_NORM_PARTIAL: Kernel = Kernel::new(GROUP_NORM_CHUNKED, &[GELU], "group_norm_partial", CHUNK_PARAMS);
+/// [`GroupNormApply`].
+pub static GROUP_NORM_APPLY: Kernel = Kernel::new(GROUP_NORM_CHUNKED, &[GELU], "group_norm_apply", CHUNK_PARAMS);
+
+/// Every kernel of this module.
+pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
+    [&LAYER_NORM_COOPERATIVE, &LAYER_NORM_ROWWISE_KERNEL, &GROUP_NORM_TIME, &GROUP_NORM_PARTIAL, &GROUP_NORM_APPLY].into_iter()
 }
 
-/// [`layer_norm`] in a given form.
-#[allow(clippy::too_many_arguments)]
-pub fn layer_norm_as(
-    stream: &mut CommandStream,
-    form: LayerNormForm,
-    x: &wgpu::Buffer,
-    residual: Option<&wgpu::Buffer>,
-    affine: Affine,
-    rows: u32,
-    width: u32,
-    gelu: bool,
-    y: &wgpu::Buffer,
-) {
-    assert!(form != LayerNormForm::Rowwise || width.is_multiple_of(4), "layer_norm_rowwise reads whole vec4s");
-    let flags = if residual.is_some() { FLAG_RESIDUAL } else { 0 } | if gelu { FLAG_GELU } else { 0 };
-    let empty = stream.context().empty.clone();
-    let (kernel, rows_per_group) = match form {
-        LayerNormForm::Cooperative => (Kernel::LayerNorm, 4),
-        LayerNormForm::Rowwise => (Kernel::LayerNormRowwise, 64),
-    };
-    let max = stream.limits().max_compute_workgroups_per_dimension;
-    let [gx, gy] = fold_groups(rows.div_ceil(rows_per_group), max);
-    stream.dispatch(
-        kernel,
-        &NormParams { rows, width, flags, eps: EPS },
-        &[x, residual.unwrap_or(&empty), affine.gamma, affine.beta, y],
-        [gx, gy, 1],
-    );
-    let (n, inputs) = (rows as f64 * width as f64, if residual.is_some() { 2.0 } else { 1.0 });
-    stream.cost(8.0 * n, 4.0 * (n * (inputs + 1.0) + 2.0 * width as f64));
+/// y[r] = LN(x[r] (+ residual[r])) * gamma + beta, then GELU if asked, for `rows` rows of
+/// `width`.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerNorm<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub residual: Option<&'a wgpu::Buffer>,
+    pub affine: Affine<'a>,
+    pub rows: u32,
+    pub width: u32,
+    pub gelu: bool,
+    pub y: &'a wgpu::Buffer,
+}
+
+impl LayerNorm<'_> {
+    /// Queues the dispatch in the form that suits the device.
+    pub fn record(&self, stream: &mut CommandStream) {
+        self.record_as(stream, LayerNormForm::for_device(stream.context(), self.width));
+    }
+
+    /// Queues the dispatch in a given form.
+    ///
+    /// # Panics
+    /// If `form` is [`LayerNormForm::Rowwise`] and the width is not a multiple of 4.
+    pub fn record_as(&self, stream: &mut CommandStream, form: LayerNormForm) {
+        let LayerNorm { x, residual, affine, rows, width, gelu, y } = *self;
+        assert!(form != LayerNormForm::Rowwise || width.is_multiple_of(4), "layer_norm_rowwise reads whole vec4s");
+        let flags = if residual.is_some() { FLAG_RESIDUAL } else { 0 } | if gelu { FLAG_GELU } else { 0 };
+        let empty = stream.context().empty.clone();
+        let (kernel, rows_per_group) = match form {
+            LayerNormForm::Cooperative => (&LAYER_NORM_COOPERATIVE, 4),
+            LayerNormForm::Rowwise => (&LAYER_NORM_ROWWISE_KERNEL, 64),
+        };
+        let max = stream.limits().max_compute_workgroups_per_dimension;
+        let [gx, gy] = fold_groups(rows.div_ceil(rows_per_group), max);
+        stream.dispatch(
+            kernel,
+            &NormParams { rows, width, flags, eps: EPS },
+            &[x, residual.unwrap_or(&empty), affine.gamma, affine.beta, y],
+            [gx, gy, 1],
+        );
+        let (n, inputs) = (rows as f64 * width as f64, if residual.is_some() { 2.0 } else { 1.0 });
+        stream.cost(8.0 * n, 4.0 * (n * (inputs + 1.0) + 2.0 * width as f64));
+    }
 }
 
 /// GroupNorm with one group per channel: each channel of x [batch, frames, channels]
 /// normalised over the first `lengths[b]` frames of its utterance, then GELU if asked (the
 /// `default` extractor mode's first block). `lengths` holds one u32 per utterance.
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm_time(
-    stream: &mut CommandStream,
-    x: &wgpu::Buffer,
-    affine: Affine,
-    lengths: &wgpu::Buffer,
-    batch: u32,
-    frames: u32,
-    channels: u32,
-    gelu: bool,
-    y: &wgpu::Buffer,
-) {
-    // This entry point never reads the residual (binding 2).
-    stream.dispatch_bound(
-        Kernel::GroupNormTime,
-        &NormParams { rows: frames, width: channels, flags: if gelu { FLAG_GELU } else { 0 }, eps: EPS },
-        &[(1, x), (3, affine.gamma), (4, affine.beta), (5, y), (6, lengths)],
-        [channels, batch, 1],
-    );
-    let n = batch as f64 * frames as f64 * channels as f64;
-    stream.cost(8.0 * n, 4.0 * (3.0 * n + 2.0 * channels as f64));
+#[derive(Debug, Clone, Copy)]
+pub struct GroupNormTime<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub affine: Affine<'a>,
+    pub lengths: &'a wgpu::Buffer,
+    pub batch: u32,
+    pub frames: u32,
+    pub channels: u32,
+    pub gelu: bool,
+    pub y: &'a wgpu::Buffer,
+}
+
+impl GroupNormTime<'_> {
+    pub fn record(&self, stream: &mut CommandStream) {
+        let GroupNormTime { x, affine, lengths, batch, frames, channels, gelu, y } = *self;
+        // This entry point never reads the residual (binding 2).
+        stream.dispatch_bound(
+            &GROUP_NORM_TIME,
+            &NormParams { rows: frames, width: channels, flags: if gelu { FLAG_GELU } else { 0 }, eps: EPS },
+            &[(1, x), (3, affine.gamma), (4, affine.beta), (5, y), (6, lengths)],
+            [channels, batch, 1],
+        );
+        let n = batch as f64 * frames as f64 * channels as f64;
+        stream.cost(8.0 * n, 4.0 * (3.0 * n + 2.0 * channels as f64));
+    }
 }
 
 fn normalise(values: &[f64], gamma: &[f32], beta: &[f32], gelu: bool, stride: usize, out: &mut [f32]) {
@@ -135,7 +155,7 @@ fn normalise(values: &[f64], gamma: &[f32], beta: &[f32], gelu: bool, stride: us
     }
 }
 
-/// CPU reference of [`layer_norm`].
+/// CPU reference of [`LayerNorm`].
 pub fn layer_norm_cpu(
     x: &[f32],
     residual: Option<&[f32]>,
@@ -155,8 +175,6 @@ pub fn layer_norm_cpu(
     y
 }
 
-
-/// CPU reference of [`group_norm_time`] for one utterance (all frames valid).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct ChunkNormParams {
@@ -181,53 +199,70 @@ pub struct NormChunks {
     pub count_last: u32,
 }
 
-/// First pass of a chunked [`group_norm_time`] (one utterance): the mean and the sum of squared
+/// First pass of a chunked [`GroupNormTime`] (one utterance): the mean and the sum of squared
 /// deviations of each channel over the first `count` of the chunk's `frames` rows, into
 /// `stats[chunk]` ([chunks, channels] of 2 f32).
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm_partial(stream: &mut CommandStream, x: &wgpu::Buffer, stats: &wgpu::Buffer, chunk: u32, count: u32, frames: u32, channels: u32) {
-    let params = ChunkNormParams { rows: frames, width: channels, count, chunk, chunks: 0, count_full: 0, count_last: 0, flags: 0, eps: EPS, _pad: [0; 3] };
-    stream.dispatch_bound(Kernel::GroupNormPartial, &params, &[(1, x), (4, stats)], [channels, 1, 1]);
-    let n = count as f64 * channels as f64;
-    stream.cost(4.0 * n, 4.0 * 2.0 * n);
+#[derive(Debug, Clone, Copy)]
+pub struct GroupNormPartial<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub stats: &'a wgpu::Buffer,
+    pub chunk: u32,
+    pub count: u32,
+    pub frames: u32,
+    pub channels: u32,
+}
+
+impl GroupNormPartial<'_> {
+    pub fn record(&self, stream: &mut CommandStream) {
+        let GroupNormPartial { x, stats, chunk, count, frames, channels } = *self;
+        let params = ChunkNormParams { rows: frames, width: channels, count, chunk, chunks: 0, count_full: 0, count_last: 0, flags: 0, eps: EPS, _pad: [0; 3] };
+        stream.dispatch_bound(&GROUP_NORM_PARTIAL, &params, &[(1, x), (4, stats)], [channels, 1, 1]);
+        let n = count as f64 * channels as f64;
+        stream.cost(4.0 * n, 4.0 * 2.0 * n);
+    }
 }
 
 /// Second pass: the utterance's statistics from every chunk's, then the chunk's `frames` rows
 /// normalised (and GELU if asked) into `y`.
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm_apply(
-    stream: &mut CommandStream,
-    x: &wgpu::Buffer,
-    affine: Affine,
-    stats: &wgpu::Buffer,
-    split: NormChunks,
-    frames: u32,
-    channels: u32,
-    gelu: bool,
-    y: &wgpu::Buffer,
-) {
-    let params = ChunkNormParams {
-        rows: frames,
-        width: channels,
-        count: 0,
-        chunk: 0,
-        chunks: split.chunks,
-        count_full: split.count_full,
-        count_last: split.count_last,
-        flags: if gelu { FLAG_GELU } else { 0 },
-        eps: EPS,
-        _pad: [0; 3],
-    };
-    stream.dispatch_bound(
-        Kernel::GroupNormApply,
-        &params,
-        &[(1, x), (2, affine.gamma), (3, affine.beta), (4, stats), (5, y)],
-        [channels, 1, 1],
-    );
-    let n = frames as f64 * channels as f64;
-    stream.cost(8.0 * n, 4.0 * 2.0 * n);
+#[derive(Debug, Clone, Copy)]
+pub struct GroupNormApply<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub affine: Affine<'a>,
+    pub stats: &'a wgpu::Buffer,
+    pub split: NormChunks,
+    pub frames: u32,
+    pub channels: u32,
+    pub gelu: bool,
+    pub y: &'a wgpu::Buffer,
 }
 
+impl GroupNormApply<'_> {
+    pub fn record(&self, stream: &mut CommandStream) {
+        let GroupNormApply { x, affine, stats, split, frames, channels, gelu, y } = *self;
+        let params = ChunkNormParams {
+            rows: frames,
+            width: channels,
+            count: 0,
+            chunk: 0,
+            chunks: split.chunks,
+            count_full: split.count_full,
+            count_last: split.count_last,
+            flags: if gelu { FLAG_GELU } else { 0 },
+            eps: EPS,
+            _pad: [0; 3],
+        };
+        stream.dispatch_bound(
+            &GROUP_NORM_APPLY,
+            &params,
+            &[(1, x), (2, affine.gamma), (3, affine.beta), (4, stats), (5, y)],
+            [channels, 1, 1],
+        );
+        let n = frames as f64 * channels as f64;
+        stream.cost(8.0 * n, 4.0 * 2.0 * n);
+    }
+}
+
+/// CPU reference of [`GroupNormTime`] for one utterance (all frames valid).
 pub fn group_norm_time_cpu(
     x: &[f32],
     gamma: &[f32],
@@ -242,10 +277,4 @@ pub fn group_norm_time_cpu(
         normalise(&col, &gamma[c..c + 1], &beta[c..c + 1], gelu, channels, &mut y[c..]);
     }
     y
-}
-
-/// The parameter blocks of this module, for `params_match_the_shaders`.
-#[cfg(test)]
-pub(super) fn params_layouts() -> Vec<super::ParamsLayout> {
-    vec![super::params_layout!(NormParams { rows, width, flags, eps }), super::params_layout!(ChunkNormParams { rows, width, count, chunk, chunks, count_full, count_last, flags, eps })]
 }

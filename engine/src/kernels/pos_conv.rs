@@ -2,8 +2,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{gelu_f64, CommandStream};
-use crate::gpu::{Kernel, KernelFamily, WeightMatrix};
+use super::{gelu_f64, CommandStream, PerWeights};
+use crate::gpu::sources::{GELU, POS_CONV, POS_CONV_TILED, WEIGHTS_F16, WEIGHTS_F32};
+use crate::gpu::{Kernel, KernelFamily, ParamsLayout, WeightMatrix};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -57,68 +58,71 @@ impl PosConvForm {
     }
 }
 
-/// y = x + GELU(conv(x) + bias) for x [batch, frames, channels], in the form that suits the
-/// device. The full weight is v laid out tap-major ([`conv_weight_frame_major`] of
-/// [E_full, E_full / groups, K]) with its per-tap weight-norm scales ([`weight_norm_scales`]).
-/// Utterance b has `lengths[b]` real frames; the rest count as zero padding.
-///
-/// [`conv_weight_frame_major`]: super::linear::conv_weight_frame_major
-#[allow(clippy::too_many_arguments)]
-pub fn pos_conv_residual(
-    stream: &mut CommandStream,
-    x: &wgpu::Buffer,
-    weight: &WeightMatrix,
-    tap_scale: &wgpu::Buffer,
-    bias: &wgpu::Buffer,
-    shape: PosConvShape,
-    lengths: &wgpu::Buffer,
-    batch: u32,
-    frames: u32,
-    channels: u32,
-    y: &wgpu::Buffer,
-) {
-    let form = PosConvForm::for_device(stream.context(), shape, channels);
-    pos_conv_residual_as(stream, form, x, weight, tap_scale, bias, shape, lengths, batch, frames, channels, y);
+const PARAMS: ParamsLayout = crate::params_layout!(PosConvParams { frames, channels, group_size, kernel, w_out_stride, pad, w_tap_stride });
+const PRELUDES: [&[crate::gpu::sources::Source]; 2] = [&[GELU, WEIGHTS_F32], &[GELU, WEIGHTS_F16]];
+
+/// [`PosConvForm::Direct`].
+pub static DIRECT: PerWeights = PerWeights::new(POS_CONV, PRELUDES, "pos_conv_residual", PARAMS);
+/// [`PosConvForm::Tiled`].
+pub static TILED: PerWeights = PerWeights::new(POS_CONV_TILED, PRELUDES, "pos_conv_tiled", PARAMS);
+
+/// Every kernel of this module.
+pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
+    [&DIRECT, &TILED].into_iter().flat_map(PerWeights::both)
 }
 
-/// [`pos_conv_residual`] in a given form.
+/// y = x + GELU(conv(x) + bias) for x [batch, frames, channels]. The full weight is v laid out
+/// tap-major ([`conv_weight_frame_major`] of [E_full, E_full / groups, K]) with its per-tap
+/// weight-norm scales ([`weight_norm_scales`]). Utterance b has `lengths[b]` real frames; the
+/// rest count as zero padding.
 ///
-/// # Panics
-/// If `form` is [`PosConvForm::Tiled`] and the shape does not [`PosConvForm::tiled_fits`].
-#[allow(clippy::too_many_arguments)]
-pub fn pos_conv_residual_as(
-    stream: &mut CommandStream,
-    form: PosConvForm,
-    x: &wgpu::Buffer,
-    weight: &WeightMatrix,
-    tap_scale: &wgpu::Buffer,
-    bias: &wgpu::Buffer,
-    shape: PosConvShape,
-    lengths: &wgpu::Buffer,
-    batch: u32,
-    frames: u32,
-    channels: u32,
-    y: &wgpu::Buffer,
-) {
-    assert!(form != PosConvForm::Tiled || PosConvForm::tiled_fits(shape, channels), "pos_conv_tiled needs group sizes divisible by 4");
-    let params = PosConvParams {
-        frames,
-        channels,
-        group_size: channels / shape.groups,
-        kernel: shape.kernel,
-        w_out_stride: shape.full_group_size() * shape.kernel,
-        pad: shape.kernel / 2,
-        w_tap_stride: shape.full_group_size(),
-        _pad: 0,
-    };
-    let (kernel, groups) = match form {
-        PosConvForm::Direct => (Kernel::PosConvResidual(weight.precision), [channels.div_ceil(64), frames.div_ceil(4), batch]),
-        PosConvForm::Tiled => (Kernel::PosConvTiled(weight.precision), [channels.div_ceil(4 * 8), frames.div_ceil(16), batch]),
-    };
-    stream.dispatch(kernel, &params, &[x, &weight.buffer, bias, lengths, y, tap_scale], groups);
-    let (rows, c, taps) = (batch as f64 * frames as f64, channels as f64, (params.group_size * shape.kernel) as f64);
-    let wb = weight.precision.bytes_per_value() as f64;
-    stream.cost(2.0 * rows * c * taps, wb * c * taps + 4.0 * 2.0 * rows * c);
+/// [`conv_weight_frame_major`]: super::linear::conv_weight_frame_major
+#[derive(Debug, Clone, Copy)]
+pub struct PosConvResidual<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub weight: &'a WeightMatrix,
+    pub tap_scale: &'a wgpu::Buffer,
+    pub bias: &'a wgpu::Buffer,
+    pub shape: PosConvShape,
+    pub lengths: &'a wgpu::Buffer,
+    pub batch: u32,
+    pub frames: u32,
+    pub channels: u32,
+    pub y: &'a wgpu::Buffer,
+}
+
+impl PosConvResidual<'_> {
+    /// Queues the dispatch in the form that suits the device.
+    pub fn record(&self, stream: &mut CommandStream) {
+        self.record_as(stream, PosConvForm::for_device(stream.context(), self.shape, self.channels));
+    }
+
+    /// Queues the dispatch in a given form.
+    ///
+    /// # Panics
+    /// If `form` is [`PosConvForm::Tiled`] and the shape does not [`PosConvForm::tiled_fits`].
+    pub fn record_as(&self, stream: &mut CommandStream, form: PosConvForm) {
+        let PosConvResidual { x, weight, tap_scale, bias, shape, lengths, batch, frames, channels, y } = *self;
+        assert!(form != PosConvForm::Tiled || PosConvForm::tiled_fits(shape, channels), "pos_conv_tiled needs group sizes divisible by 4");
+        let params = PosConvParams {
+            frames,
+            channels,
+            group_size: channels / shape.groups,
+            kernel: shape.kernel,
+            w_out_stride: shape.full_group_size() * shape.kernel,
+            pad: shape.kernel / 2,
+            w_tap_stride: shape.full_group_size(),
+            _pad: 0,
+        };
+        let (kernel, groups) = match form {
+            PosConvForm::Direct => (DIRECT.get(weight.precision), [channels.div_ceil(64), frames.div_ceil(4), batch]),
+            PosConvForm::Tiled => (TILED.get(weight.precision), [channels.div_ceil(4 * 8), frames.div_ceil(16), batch]),
+        };
+        stream.dispatch(kernel, &params, &[x, &weight.buffer, bias, lengths, y, tap_scale], groups);
+        let (rows, c, taps) = (batch as f64 * frames as f64, channels as f64, (params.group_size * shape.kernel) as f64);
+        let wb = weight.precision.bytes_per_value() as f64;
+        stream.cost(2.0 * rows * c * taps, wb * c * taps + 4.0 * 2.0 * rows * c);
+    }
 }
 
 fn tap_norms(v: &[f32], kernel: usize) -> Vec<f64> {
@@ -141,7 +145,7 @@ pub fn weight_norm_dim2(v: &[f32], g: &[f32], kernel: usize) -> Vec<f32> {
     v.iter().enumerate().map(|(i, &x)| (g[i % kernel] as f64 * x as f64 / norms[i % kernel]) as f32).collect()
 }
 
-/// CPU reference of [`pos_conv_residual`] for one utterance.
+/// CPU reference of [`PosConvResidual`] for one utterance.
 pub fn pos_conv_residual_cpu(
     x: &[f32],
     weight: &[f32],
@@ -173,10 +177,4 @@ pub fn pos_conv_residual_cpu(
         }
     }
     y
-}
-
-/// The parameter blocks of this module, for `params_match_the_shaders`.
-#[cfg(test)]
-pub(super) fn params_layouts() -> Vec<super::ParamsLayout> {
-    vec![super::params_layout!(PosConvParams { frames, channels, group_size, kernel, w_out_stride, pad, w_tap_stride })]
 }

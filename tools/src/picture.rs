@@ -1,11 +1,11 @@
-//! Pictures of the engine's inputs and outputs, drawn on the device (`shaders/picture.wgsl`):
-//! a hidden-state heatmap and a waveform, as RGBA8 pixels (one u32 each, red in the low byte).
-//! The demo program composes them with its charts.
+//! Pictures of the engine's inputs and outputs, drawn on the device (`picture.wgsl`, beside
+//! this file): a hidden-state heatmap and a waveform, as RGBA8 pixels (one u32 each, red in the
+//! low byte). The demo composes them with its charts. These kernels are the demo's own: the
+//! engine's kernel list does not hold them, and the engine builds no pipeline for them.
 
 use bytemuck::{Pod, Zeroable};
-
-use super::CommandStream;
-use crate::gpu::{Arena, GpuContext, GpuError, Kernel};
+use lighthubert::gpu::sources::Source;
+use lighthubert::gpu::{Arena, CommandStream, GpuContext, GpuError, Kernel};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -19,12 +19,18 @@ struct PictureParams {
     _pad: [u32; 2],
 }
 
+const PICTURE: Source = Source { name: "picture.wgsl", text: include_str!("picture.wgsl") };
+const PARAMS: lighthubert::gpu::ParamsLayout = lighthubert::params_layout!(PictureParams { rows, cols, width, height, lo, hi });
+
+pub static HEATMAP: Kernel = Kernel::new(PICTURE, &[], "heatmap", PARAMS);
+pub static WAVEFORM: Kernel = Kernel::new(PICTURE, &[], "waveform", PARAMS);
+
 /// A `width` x `height` picture of a [rows, cols] matrix (frames x channels): time left to
 /// right, channel 0 at the top, `lo..hi` mapped through viridis.
 pub fn heatmap(s: &mut CommandStream, values: &wgpu::Buffer, rows: u32, cols: u32, range: (f32, f32), size: (u32, u32), pixels: &wgpu::Buffer) {
     let (width, height) = size;
     let params = PictureParams { rows, cols, width, height, lo: range.0, hi: range.1, _pad: [0; 2] };
-    s.dispatch(Kernel::Heatmap, &params, &[values, pixels], [width.div_ceil(8), height.div_ceil(8), 1]);
+    s.dispatch(&HEATMAP, &params, &[values, pixels], [width.div_ceil(8), height.div_ceil(8), 1]);
 }
 
 /// A `width` x `height` picture of `len` samples: each column filled over the range its
@@ -32,7 +38,7 @@ pub fn heatmap(s: &mut CommandStream, values: &wgpu::Buffer, rows: u32, cols: u3
 pub fn waveform(s: &mut CommandStream, samples: &wgpu::Buffer, len: u32, peak: f32, size: (u32, u32), pixels: &wgpu::Buffer) {
     let (width, height) = size;
     let params = PictureParams { rows: len, cols: 1, width, height, lo: -peak, hi: peak, _pad: [0; 2] };
-    s.dispatch(Kernel::Waveform, &params, &[samples, pixels], [width.div_ceil(64), 1, 1]);
+    s.dispatch(&WAVEFORM, &params, &[samples, pixels], [width.div_ceil(64), 1, 1]);
 }
 
 /// Which picture [`render`] draws.
@@ -110,8 +116,14 @@ pub fn pack_rgb(c: [f32; 3]) -> u32 {
     q(c[0]) | (q(c[1]) << 8) | (q(c[2]) << 16) | (255 << 24)
 }
 
-/// The parameter blocks of this module, for `params_match_the_shaders`.
 #[cfg(test)]
-pub(super) fn params_layouts() -> Vec<super::ParamsLayout> {
-    vec![super::params_layout!(PictureParams { rows, cols, width, height, lo, hi })]
+mod tests {
+    /// Without a GPU: the module parses and validates, and each kernel reads the parameter
+    /// block its Rust side writes.
+    #[test]
+    fn picture_kernels_check() {
+        for kernel in [&super::HEATMAP, &super::WAVEFORM] {
+            kernel.check().unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
 }
