@@ -81,7 +81,7 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
         None => {
             let label = PathBuf::from(format!("<bundled>/{}", bundled::CLIP_NAME));
             let clip = audio::read_wav_bytes(bundled::CLIP, &label)?;
-            let wave = To16k::new().resample(&clip.samples, clip.info.rate).map_err(|e| CliError::audio(&label, e))?;
+            let wave = To16k::new().resample(&clip.samples, clip.info.rate).map_err(|e| CliError::audio(&label, e.to_string()))?;
             audio::check_length(&label, wave.len(), min)?;
             (format!("{} (bundled)", bundled::CLIP_NAME), wave)
         }

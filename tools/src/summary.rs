@@ -41,7 +41,7 @@ pub fn demo(args: &ExtractArgs) -> Result<(), CliError> {
     let (layers, _) = resolve_layers(&args.layers, &subnet)?;
     let clip_label = PathBuf::from(format!("<bundled>/{}", bundled::CLIP_NAME));
     let clip = audio::read_wav_bytes(bundled::CLIP, &clip_label)?;
-    let wave = To16k::new().resample(&clip.samples, clip.info.rate).map_err(|e| CliError::audio(&clip_label, e))?;
+    let wave = To16k::new().resample(&clip.samples, clip.info.rate).map_err(|e| CliError::audio(&clip_label, e.to_string()))?;
     audio::check_length(&clip_label, wave.len(), min_samples(&supernet.dims))?;
 
     let ctx = open_gpu()?;

@@ -122,7 +122,7 @@ pub fn parse_model_config(model: &PyValue, prefix: &str) -> Result<ModelConfig, 
         Some(s) => parse_conv_feature_layers(&s)
             .map_err(|reason| ConfigError::new(&conv_field, format!("{reason} in {s:?}")))?,
         None => parse_conv_feature_layers(DEFAULT_CONV_FEATURE_LAYERS)
-            .map_err(|reason| ConfigError::new(&conv_field, reason))?,
+            .map_err(|reason| ConfigError::new(&conv_field, reason.to_string()))?,
     };
 
     Ok(ModelConfig {
@@ -292,7 +292,7 @@ fn as_f64(v: &PyValue) -> Option<f64> {
 /// list  := '[' (tuple (',' tuple)* ','?)? ']'
 /// tuple := '(' INT ',' INT ',' INT ','? ')'
 /// ```
-pub fn parse_conv_feature_layers(s: &str) -> Result<Vec<ConvLayerSpec>, String> {
+pub fn parse_conv_feature_layers(s: &str) -> Result<Vec<ConvLayerSpec>, ConvLayersError> {
     let mut p = ConvParser {
         s: s.as_bytes(),
         pos: 0,
@@ -301,7 +301,7 @@ pub fn parse_conv_feature_layers(s: &str) -> Result<Vec<ConvLayerSpec>, String> 
     loop {
         let term = p.term()?;
         if out.len() + term.len() > MAX_CONV_LAYERS {
-            return Err(format!("more than {MAX_CONV_LAYERS} layers"));
+            return Err(ConvLayersError::TooMany);
         }
         out.extend(term);
         p.skip_ws();
@@ -312,9 +312,46 @@ pub fn parse_conv_feature_layers(s: &str) -> Result<Vec<ConvLayerSpec>, String> 
         }
     }
     if out.is_empty() {
-        return Err("no layers".into());
+        return Err(ConvLayersError::NoLayers);
     }
     Ok(out)
+}
+
+/// Why a `conv_feature_layers` string does not parse; positions count bytes from 0.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvLayersError {
+    #[error("more than {MAX_CONV_LAYERS} layers")]
+    TooMany,
+    #[error("no layers")]
+    NoLayers,
+    #[error("{}unexpected {found:?} at position {at}", expected_prefix(expected))]
+    Unexpected { expected: Option<Token>, found: char, at: usize },
+    #[error("expected {expected}, found the end")]
+    End { expected: Token },
+    #[error("integer at position {at} is too large")]
+    TooLarge { at: usize },
+    #[error("layer ({}, {}, {}) at position {at} has a zero size", layer.channels, layer.kernel, layer.stride)]
+    ZeroSize { layer: ConvLayerSpec, at: usize },
+}
+
+/// What the parser expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    Char(char),
+    Integer,
+}
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Token::Char(c) => write!(f, "{c:?}"),
+            Token::Integer => f.write_str("an integer"),
+        }
+    }
+}
+
+fn expected_prefix(expected: &Option<Token>) -> String {
+    expected.map(|t| format!("expected {t}, ")).unwrap_or_default()
 }
 
 struct ConvParser<'a> {
@@ -333,19 +370,26 @@ impl ConvParser<'_> {
         }
     }
 
-    fn unexpected(&self, c: u8) -> String {
-        format!("unexpected {:?} at position {}", c as char, self.pos)
+    fn unexpected(&self, c: u8) -> ConvLayersError {
+        ConvLayersError::Unexpected { expected: None, found: c as char, at: self.pos }
     }
 
-    fn expect(&mut self, c: u8) -> Result<(), String> {
+    /// `expected` was wanted here: what was found instead.
+    fn wanted(&self, expected: Token) -> ConvLayersError {
+        match self.peek() {
+            Some(c) => ConvLayersError::Unexpected { expected: Some(expected), found: c as char, at: self.pos },
+            None => ConvLayersError::End { expected },
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), ConvLayersError> {
         self.skip_ws();
         match self.peek() {
             Some(x) if x == c => {
                 self.pos += 1;
                 Ok(())
             }
-            Some(x) => Err(format!("expected {:?}, {}", c as char, self.unexpected(x))),
-            None => Err(format!("expected {:?}, found the end", c as char)),
+            _ => Err(self.wanted(Token::Char(c as char))),
         }
     }
 
@@ -360,7 +404,7 @@ impl ConvParser<'_> {
         }
     }
 
-    fn int(&mut self) -> Result<usize, String> {
+    fn int(&mut self) -> Result<usize, ConvLayersError> {
         self.skip_ws();
         let start = self.pos;
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
@@ -368,18 +412,12 @@ impl ConvParser<'_> {
         }
         let digits = self.s.get(start..self.pos).unwrap_or_default();
         if digits.is_empty() {
-            return match self.peek() {
-                Some(c) => Err(format!("expected an integer, {}", self.unexpected(c))),
-                None => Err("expected an integer, found the end".into()),
-            };
+            return Err(self.wanted(Token::Integer));
         }
-        std::str::from_utf8(digits)
-            .ok()
-            .and_then(|d| d.parse::<usize>().ok())
-            .ok_or_else(|| format!("integer at position {start} is too large"))
+        std::str::from_utf8(digits).ok().and_then(|d| d.parse::<usize>().ok()).ok_or(ConvLayersError::TooLarge { at: start })
     }
 
-    fn term(&mut self) -> Result<Vec<ConvLayerSpec>, String> {
+    fn term(&mut self) -> Result<Vec<ConvLayerSpec>, ConvLayersError> {
         let mut repeat = 1usize;
         self.skip_ws();
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
@@ -393,7 +431,7 @@ impl ConvParser<'_> {
         }
         let total = list.len().saturating_mul(repeat);
         if total > MAX_CONV_LAYERS {
-            return Err(format!("more than {MAX_CONV_LAYERS} layers"));
+            return Err(ConvLayersError::TooMany);
         }
         let mut out = Vec::with_capacity(total);
         for _ in 0..repeat {
@@ -402,7 +440,7 @@ impl ConvParser<'_> {
         Ok(out)
     }
 
-    fn list(&mut self) -> Result<Vec<ConvLayerSpec>, String> {
+    fn list(&mut self) -> Result<Vec<ConvLayerSpec>, ConvLayersError> {
         self.expect(b'[')?;
         let mut out = Vec::new();
         if self.eat(b']') {
@@ -410,7 +448,7 @@ impl ConvParser<'_> {
         }
         loop {
             if out.len() >= MAX_CONV_LAYERS {
-                return Err(format!("more than {MAX_CONV_LAYERS} layers"));
+                return Err(ConvLayersError::TooMany);
             }
             out.push(self.tuple()?);
             if self.eat(b']') {
@@ -423,7 +461,7 @@ impl ConvParser<'_> {
         }
     }
 
-    fn tuple(&mut self) -> Result<ConvLayerSpec, String> {
+    fn tuple(&mut self) -> Result<ConvLayerSpec, ConvLayersError> {
         let at = self.pos;
         self.expect(b'(')?;
         let channels = self.int()?;
@@ -433,16 +471,11 @@ impl ConvParser<'_> {
         let stride = self.int()?;
         self.eat(b',');
         self.expect(b')')?;
+        let layer = ConvLayerSpec { channels, kernel, stride };
         if channels == 0 || kernel == 0 || stride == 0 {
-            return Err(format!(
-                "layer ({channels}, {kernel}, {stride}) at position {at} has a zero size"
-            ));
+            return Err(ConvLayersError::ZeroSize { layer, at });
         }
-        Ok(ConvLayerSpec {
-            channels,
-            kernel,
-            stride,
-        })
+        Ok(layer)
     }
 }
 

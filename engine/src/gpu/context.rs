@@ -46,7 +46,7 @@ pub struct AdapterChoice {
     pub backends: wgpu::Backends,
     /// Why the `WGPU_BACKEND` setting was refused; [`GpuContext::new`] and [`list_adapters`]
     /// report it. Clear it when setting `backends` yourself over a refused setting.
-    pub backend_error: Option<String>,
+    pub backend_error: Option<BackendError>,
     /// `N`, `#N` or a name substring, as `LIGHTHUBERT_ADAPTER` above.
     pub name_filter: Option<String>,
     pub kernels: Option<String>,
@@ -81,7 +81,7 @@ impl Default for AdapterChoice {
 /// A `WGPU_BACKEND` value: the names `wgpu::Backends::from_comma_list` (wgpu 30) knows, and
 /// wgpu's group names. Not that function itself: it skips unknown names with a log warning
 /// and returns an empty set, which later reads as "no adapter found".
-fn parse_backends(setting: &str) -> Result<wgpu::Backends, String> {
+fn parse_backends(setting: &str) -> Result<wgpu::Backends, BackendError> {
     let mut backends = wgpu::Backends::empty();
     for item in setting.split(',') {
         let name = item.trim();
@@ -98,14 +98,25 @@ fn parse_backends(setting: &str) -> Result<wgpu::Backends, String> {
             "primary" => wgpu::Backends::PRIMARY,
             "secondary" => wgpu::Backends::SECONDARY,
             // wgpu knows it, but it computes nothing and gives no adapter unless enabled.
-            "noop" => return Err("`noop` is wgpu's backend that computes nothing; it cannot run the model".to_string()),
-            _ => return Err(format!("`{name}` is not a backend (expected vulkan, metal, dx12 or gl, comma-separated)")),
+            "noop" => return Err(BackendError::Noop),
+            _ => return Err(BackendError::Unknown(name.to_string())),
         };
     }
     if backends.is_empty() {
-        return Err(format!("`{setting}` names no backend (expected vulkan, metal, dx12 or gl, comma-separated)"));
+        return Err(BackendError::NoneNamed(setting.to_string()));
     }
     Ok(backends)
+}
+
+/// A `WGPU_BACKEND` value that names no usable backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("`noop` is wgpu's backend that computes nothing; it cannot run the model")]
+    Noop,
+    #[error("`{0}` is not a backend (expected vulkan, metal, dx12 or gl, comma-separated)")]
+    Unknown(String),
+    #[error("`{0}` names no backend (expected vulkan, metal, dx12 or gl, comma-separated)")]
+    NoneNamed(String),
 }
 
 /// `backends` as a person reads it: "vulkan, gl", "all" or "none".
@@ -189,7 +200,7 @@ fn pick(filter: Option<&str>, ordered: &[Described]) -> Result<usize, GpuError> 
 /// The adapters `choice.backends` offers, in preference order.
 fn ordered_adapters(choice: &AdapterChoice) -> Result<Vec<(wgpu::Adapter, Described)>, GpuError> {
     if let Some(reason) = &choice.backend_error {
-        return Err(GpuError::BadSetting { name: "WGPU_BACKEND", reason: reason.clone() });
+        return Err(GpuError::BadSetting { name: "WGPU_BACKEND", reason: reason.to_string() });
     }
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = choice.backends;
@@ -654,12 +665,12 @@ mod tests {
     #[test]
     fn an_unknown_backend_is_an_error_not_an_empty_set() {
         assert_eq!(
-            parse_backends("cuda").unwrap_err(),
+            parse_backends("cuda").unwrap_err().to_string(),
             "`cuda` is not a backend (expected vulkan, metal, dx12 or gl, comma-separated)"
         );
-        assert!(parse_backends("vulkan,cuda").unwrap_err().starts_with("`cuda` is not a backend"));
-        assert!(parse_backends(" , ").unwrap_err().contains("names no backend"));
-        assert!(parse_backends("noop").unwrap_err().contains("computes nothing"));
+        assert_eq!(parse_backends("vulkan,cuda").unwrap_err(), BackendError::Unknown("cuda".into()));
+        assert_eq!(parse_backends(" , ").unwrap_err(), BackendError::NoneNamed(" , ".into()));
+        assert_eq!(parse_backends("noop").unwrap_err(), BackendError::Noop);
         // Reported where a context is opened or adapters are listed, before any adapter is
         // looked for (so this needs no GPU).
         let choice = settings("cuda");

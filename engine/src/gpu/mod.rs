@@ -9,7 +9,7 @@ mod profile;
 mod stream;
 mod weights;
 
-pub use context::{host_vec, list_adapters, AdapterChoice, Counters, GpuContext, KernelFamily};
+pub use context::{host_vec, list_adapters, AdapterChoice, BackendError, Counters, GpuContext, KernelFamily};
 pub use kernel::{Kernel, KernelCheckError, KernelProblem, ParamsLayout};
 /// The WGSL files, embedded at build time by the `lighthubert-shaders` crate.
 pub use lighthubert_shaders as sources;

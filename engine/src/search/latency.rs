@@ -232,20 +232,19 @@ impl LatencyTable {
     }
 
     /// Whether this table answers for `key`, and if not, why.
-    pub fn check_key(&self, key: &TableKey) -> Result<(), String> {
+    pub fn check_key(&self, key: &TableKey) -> Result<(), TableMismatch> {
         let k = &self.key;
-        let what = if k.adapter != key.adapter {
-            format!("it was measured on {}, this is {}", k.adapter, key.adapter)
+        if k.adapter != key.adapter {
+            Err(TableMismatch::Adapter { table: k.adapter.clone(), this: key.adapter.clone() })
         } else if k.kernels != key.kernels || k.precision != key.precision {
-            format!("it was measured with {} kernels and {}, this run uses {} and {}", k.kernels, k.precision, key.kernels, key.precision)
+            Err(TableMismatch::Setting { table: (k.kernels.clone(), k.precision.clone()), this: (key.kernels.clone(), key.precision.clone()) })
         } else if k.supernet != key.supernet {
-            "it was measured for another supernet layout or search space".into()
+            Err(TableMismatch::Supernet)
         } else if k.frames != key.frames {
-            format!("it was measured for {} frames of audio, this search is for {}", k.frames, key.frames)
+            Err(TableMismatch::Frames { table: k.frames, this: key.frames })
         } else {
-            return Ok(());
-        };
-        Err(what)
+            Ok(())
+        }
     }
 
     /// Where tables are kept by default: `$XDG_CACHE_HOME/lighthubert/latency`, else
@@ -430,4 +429,18 @@ mod tests {
         assert!((c.scale - expected).abs() < 1e-12);
         assert!(c.scale * 1.0 + c.offset_ms > 0.0);
     }
+}
+
+/// Why a latency table does not answer for this run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TableMismatch {
+    #[error("it was measured on {table}, this is {this}")]
+    Adapter { table: String, this: String },
+    /// Kernel family and precision, the table's and this run's.
+    #[error("it was measured with {} kernels and {}, this run uses {} and {}", table.0, table.1, this.0, this.1)]
+    Setting { table: (String, String), this: (String, String) },
+    #[error("it was measured for another supernet layout or search space")]
+    Supernet,
+    #[error("it was measured for {table} frames of audio, this search is for {this}")]
+    Frames { table: usize, this: usize },
 }

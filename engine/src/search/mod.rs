@@ -14,7 +14,7 @@
 mod latency;
 mod optimize;
 
-pub use latency::{measure_interleaved_ms, measure_ms, probe_audio, Calibration, CalibrationPoint, EmbedCosts, LatencyTable, TableKey};
+pub use latency::{measure_interleaved_ms, measure_ms, probe_audio, Calibration, CalibrationPoint, EmbedCosts, LatencyTable, TableKey, TableMismatch};
 pub use optimize::{best_under, pareto_front, Candidate, Objective};
 
 use thiserror::Error;
@@ -64,7 +64,7 @@ pub fn search(model: &LightHubert, table: &LatencyTable, objective: Objective, b
     // Verifying on a device the table does not describe would steer by the wrong numbers.
     table
         .check_key(&TableKey::for_model(model, table.audio_seconds))
-        .map_err(|reason| SearchError::Table { path: "(given table)".into(), reason })?;
+        .map_err(|reason| SearchError::Table { path: "(given table)".into(), reason: reason.to_string() })?;
     let limit_ms = budget_ms * (1.0 - margin.clamp(0.0, 0.5));
     let wave = probe_audio(table.audio_seconds);
     let sn = model.supernet();

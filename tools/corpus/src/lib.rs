@@ -27,4 +27,4 @@ pub use inputs::{Inputs, Utterance};
 pub use npy::Dtype;
 pub use output::Format;
 pub use run::{Failure, Finished, Layout, Plan, Progress, RunConfig, RunOptions, Summary};
-pub use shard::Shard;
+pub use shard::{Shard, ShardError};

@@ -34,20 +34,29 @@ impl std::str::FromStr for Shard {
         let (i, n) = s.split_once('/').ok_or_else(|| bad("expected I/N, e.g. 0/4 for the first of 4 shards"))?;
         let index: usize = i.trim().parse().map_err(|_| bad("I is not a whole number"))?;
         let count: usize = n.trim().parse().map_err(|_| bad("N is not a whole number"))?;
-        Shard::new(index, count).map_err(|e| bad(&e))
+        Shard::new(index, count).map_err(|e| bad(&e.to_string()))
     }
+}
+
+/// Shard I of N that cannot exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("N must be at least 1")]
+    NoShards,
+    #[error("I is counted from 0, so it must be below N ({count})")]
+    PastTheEnd { count: usize },
 }
 
 impl Shard {
     /// The whole input: one shard of one.
     pub const WHOLE: Shard = Shard { index: 0, count: 1 };
 
-    pub fn new(index: usize, count: usize) -> Result<Shard, String> {
+    pub fn new(index: usize, count: usize) -> Result<Shard, ShardError> {
         if count == 0 {
-            return Err("N must be at least 1".into());
+            return Err(ShardError::NoShards);
         }
         if index >= count {
-            return Err(format!("I is counted from 0, so it must be below N ({count})"));
+            return Err(ShardError::PastTheEnd { count });
         }
         Ok(Shard { index, count })
     }

@@ -141,7 +141,7 @@ fn checked(path: &Path, audio: MonoAudio) -> Result<MonoAudio, AudioError> {
 /// samples the model can take (one frame).
 pub fn read_16k(path: &Path, resampler: &mut To16k, min_samples: usize) -> Result<(AudioInfo, Vec<f32>), AudioError> {
     let MonoAudio { info, samples } = read_mono(path)?;
-    let wave = resampler.resample(&samples, info.rate).map_err(|e| AudioError::unreadable(path, e))?;
+    let wave = resampler.resample(&samples, info.rate).map_err(|e| AudioError::unreadable(path, e.to_string()))?;
     check_length(path, wave.len(), min_samples)?;
     Ok((info, wave))
 }

@@ -65,6 +65,18 @@ pub struct To16k {
     resamplers: HashMap<u32, Async<f32>>,
 }
 
+/// Audio that cannot be brought to 16 kHz.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResampleError {
+    #[error("sample rate 0 Hz")]
+    ZeroRate,
+    /// rubato refused the ratio.
+    #[error("cannot resample {rate} Hz to 16000 Hz: {reason}")]
+    Setup { rate: u32, reason: String },
+    #[error("resampling {rate} Hz to 16000 Hz: {reason}")]
+    Run { rate: u32, reason: String },
+}
+
 impl To16k {
     pub fn new() -> Self {
         Self::default()
@@ -72,12 +84,12 @@ impl To16k {
 
     /// `samples` (mono, at `rate` Hz) at 16 kHz: `ceil(len * 16000 / rate)` samples (as
     /// torchaudio), sample k at exactly time k / 16000 s.
-    pub fn resample(&mut self, samples: &[f32], rate: u32) -> Result<Vec<f32>, String> {
+    pub fn resample(&mut self, samples: &[f32], rate: u32) -> Result<Vec<f32>, ResampleError> {
         if rate == TARGET_RATE {
             return Ok(samples.to_vec());
         }
         if rate == 0 {
-            return Err("sample rate 0 Hz".into());
+            return Err(ResampleError::ZeroRate);
         }
         if samples.is_empty() {
             return Ok(Vec::new());
@@ -87,7 +99,7 @@ impl To16k {
             std::collections::hash_map::Entry::Vacant(v) => {
                 let ratio = TARGET_RATE as f64 / rate as f64;
                 let r = Async::<f32>::new_sinc(ratio, 1.0, &sinc_parameters(), CHUNK, 1, FixedAsync::Input)
-                    .map_err(|e| format!("cannot resample {rate} Hz to {TARGET_RATE} Hz: {e}"))?;
+                    .map_err(|e| ResampleError::Setup { rate, reason: e.to_string() })?;
                 v.insert(r)
             }
         };
@@ -110,10 +122,10 @@ impl To16k {
 
         let mut padded = vec![0f32; pad + samples.len() + SINC_LEN];
         padded[pad..pad + samples.len()].copy_from_slice(samples);
-        let input = InterleavedSlice::new(&padded, 1, padded.len()).map_err(|e| format!("resampler input: {e}"))?;
+        let input = InterleavedSlice::new(&padded, 1, padded.len()).map_err(|e| ResampleError::Run { rate, reason: e.to_string() })?;
         let out = resampler
             .process_all(&input, padded.len(), None)
-            .map_err(|e| format!("resampling {rate} Hz to {TARGET_RATE} Hz: {e}"))?;
+            .map_err(|e| ResampleError::Run { rate, reason: e.to_string() })?;
         let mut y = out.take_data();
         if y.len() < skip + want {
             y.resize(skip + want, 0.0);
@@ -129,7 +141,7 @@ fn gcd(a: u32, b: u32) -> u32 {
 }
 
 /// One-shot form of [`To16k::resample`].
-pub fn to_16k(samples: &[f32], rate: u32) -> Result<Vec<f32>, String> {
+pub fn to_16k(samples: &[f32], rate: u32) -> Result<Vec<f32>, ResampleError> {
     To16k::new().resample(samples, rate)
 }
 
