@@ -44,7 +44,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--subnet", action="append", required=True, help="repeatable: a preset or JSON file")
-    p.add_argument("--audio", default=str(REPO / "kernels-tests" / "fixtures" / "speech.wav"))
+    p.add_argument("--audio", default=str(REPO / "tools" / "assets" / "speech.wav"))
     args = p.parse_args()
 
     import torch

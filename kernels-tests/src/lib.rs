@@ -8,6 +8,18 @@ use std::sync::{Arc, OnceLock};
 use lighthubert::gpu::{AdapterChoice, GpuContext, KernelFamily};
 
 /// `kernels-tests/fixtures`.
+/// `tools/assets`: the demo checkpoint and speech clip the program bundles. They are made by
+/// the fixture generator and serve the tests as fixtures too.
+pub fn assets_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/assets")
+}
+
+/// A fixture file by name: from `fixtures/`, else one of the bundled demo assets.
+pub fn fixture_path(name: &str) -> PathBuf {
+    let path = fixtures_dir().join(name);
+    if path.exists() { path } else { assets_dir().join(name) }
+}
+
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }

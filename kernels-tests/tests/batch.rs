@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use kernels_tests::{assert_close, compare, fixtures_dir, gpu, random_values, Fixture};
+use kernels_tests::{assert_close, compare, fixture_path, fixtures_dir, gpu, random_values, Fixture};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::{ExtractOptions, LayerSelection, LightHubert, Subnet};
 
 fn model(name: &str) -> (Checkpoint, Arc<LightHubert>) {
-    let ckpt = Checkpoint::open(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("{e}"));
+    let ckpt = Checkpoint::open(fixture_path(name)).unwrap_or_else(|e| panic!("{e}"));
     let model = Arc::new(LightHubert::load(gpu(), &ckpt).unwrap_or_else(|e| panic!("{e}")));
     (ckpt, model)
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use kernels_tests::{assert_close, fixtures_dir, gpu, gpu_other_family, ErrorFigures, Fixture};
+use kernels_tests::{assert_close, fixture_path, fixtures_dir, gpu, gpu_other_family, ErrorFigures, Fixture};
 use lighthubert::checkpoint::{Checkpoint, StoredDtype};
 use lighthubert::gpu::{Arithmetic, KernelFamily, Precision, WeightPrecision};
 use lighthubert::{LightHubert, Subnet};
@@ -22,7 +22,7 @@ fn model(name: &str, precision: Precision, other_family: bool) -> (Arc<LightHube
     models
         .entry((name.to_string(), precision, other_family))
         .or_insert_with(|| {
-            let ckpt = Checkpoint::open(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("{e}"));
+            let ckpt = Checkpoint::open(fixture_path(name)).unwrap_or_else(|e| panic!("{e}"));
             let stored_f16 = ckpt.get("post_extract_proj.weight").expect("post_extract_proj.weight").dtype == StoredDtype::F16;
             let ctx = if other_family { gpu_other_family() } else { gpu() };
             let model = LightHubert::load_with(ctx, &ckpt, precision).unwrap_or_else(|e| panic!("{e}"));

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kernels_tests::{assert_close, fixtures_dir, gpu, gpu_other_family, Fixture};
+use kernels_tests::{assert_close, fixture_path, fixtures_dir, gpu, gpu_other_family, Fixture};
 use lighthubert::checkpoint::{Checkpoint, Origin, StoredDtype};
 use lighthubert::export::{subnet_file, FileWeights};
 use lighthubert::gpu::{GpuContext, WeightPrecision};
@@ -39,7 +39,7 @@ struct Case {
 
 fn case(name: &str) -> Case {
     let fixture = Fixture::load(fixtures_dir().join("e2e").join(format!("{name}.safetensors")));
-    let ckpt = Checkpoint::open(fixtures_dir().join(fixture.meta("checkpoint"))).unwrap_or_else(|e| panic!("{e}"));
+    let ckpt = Checkpoint::open(fixture_path(fixture.meta("checkpoint"))).unwrap_or_else(|e| panic!("{e}"));
     let supernet = Supernet::from_config(&ckpt.config).unwrap_or_else(|e| panic!("{e}"));
     let subnet = Subnet::from_json(fixture.meta("subnet")).unwrap_or_else(|e| panic!("{name}: {e}"));
     Case { fixture, subnet, ckpt, supernet }

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use kernels_tests::{assert_close, fixtures_dir, gpu, random_values, Fixture};
+use kernels_tests::{assert_close, fixture_path, fixtures_dir, gpu, random_values, Fixture};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{stored_values, Arithmetic, CommandStream, GpuContext, WeightMatrix, WeightPrecision};
 use lighthubert::kernels::attention::{attention_cpu, Attention, AttentionForm};
@@ -30,7 +30,7 @@ fn fixture() -> &'static Fixture {
 }
 
 fn checkpoint(name: &str) -> Checkpoint {
-    Checkpoint::open(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("{e}"))
+    Checkpoint::open(fixture_path(name)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn default_ckpt() -> &'static Checkpoint {

@@ -3,7 +3,7 @@
 //! chunks (two passes for the `default` mode's GroupNorm) and its FFN in row blocks, and must
 //! still match the authors' model (the end-to-end fixtures) and the unchunked run.
 
-use kernels_tests::{assert_close, fixtures_dir, gpu, Fixture};
+use kernels_tests::{assert_close, fixture_path, fixtures_dir, gpu, Fixture};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::{LightHubert, Subnet};
 
@@ -13,7 +13,7 @@ const MAX_ABS: f64 = 2e-4;
 
 fn check(case: &str, limit_bytes: u64) {
     let f = Fixture::load(fixtures_dir().join("e2e").join(format!("{case}.safetensors")));
-    let ckpt = Checkpoint::open(fixtures_dir().join(f.meta("checkpoint"))).unwrap_or_else(|e| panic!("{e}"));
+    let ckpt = Checkpoint::open(fixture_path(f.meta("checkpoint"))).unwrap_or_else(|e| panic!("{e}"));
     let subnet = Subnet::from_json(f.meta("subnet")).unwrap();
     let normalize = f.meta("normalize") == "true";
     let wave = f.get("waveform");

@@ -2,15 +2,15 @@
 
 use std::path::Path;
 
-/// `kernels-tests/fixtures/tiny-layernorm-f16.pt`: the official checkpoint format (zip,
+/// `tools/assets/tiny-layernorm-f16.pt`: the official checkpoint format (zip,
 /// pickle, float16 storages, `layer_norm` extractor) around a narrow 12-layer supernet with
 /// RANDOM weights. It exercises the engine; its features mean nothing.
-pub const CHECKPOINT: &[u8] = include_bytes!("../../kernels-tests/fixtures/tiny-layernorm-f16.pt");
+pub const CHECKPOINT: &[u8] = include_bytes!("../assets/tiny-layernorm-f16.pt");
 pub const CHECKPOINT_NAME: &str = "tiny-layernorm-f16.pt";
 
-/// `kernels-tests/fixtures/speech.wav`: 2.83 s of espeak-ng saying "A tiny supernet listens to
+/// `tools/assets/speech.wav`: 2.83 s of espeak-ng saying "A tiny supernet listens to
 /// every word we say.", 16 kHz mono 16-bit.
-pub const CLIP: &[u8] = include_bytes!("../../kernels-tests/fixtures/speech.wav");
+pub const CLIP: &[u8] = include_bytes!("../assets/speech.wav");
 pub const CLIP_NAME: &str = "speech.wav";
 
 /// How errors and metadata name the bundled checkpoint.

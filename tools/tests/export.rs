@@ -13,8 +13,10 @@ use std::process::{Command, Output};
 
 use safetensors::SafeTensors;
 
+/// A test fixture, or one of the demo assets the program bundles (which double as fixtures).
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels-tests/fixtures").join(name)
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels-tests/fixtures").join(name);
+    if fixtures.exists() { fixtures } else { Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join(name) }
 }
 
 fn export(dir: &Path, args: &[&str]) -> Output {

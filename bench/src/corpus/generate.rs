@@ -1,5 +1,5 @@
 //! The benchmark corpus: N deterministic 16 kHz mono PCM-16 WAV files of mixed lengths, made
-//! of slices of the bundled speech clip (kernels-tests/fixtures/speech.wav) end to end.
+//! of slices of the bundled speech clip (tools/assets/speech.wav) end to end.
 //!
 //! Lengths are evenly spaced over [min, max] seconds (rounded to 10 ms) and shuffled, so the
 //! total is N x (min + max) / 2 whatever the seed and the name order mixes short and long files.

@@ -156,7 +156,7 @@ pub fn run(args: &CorpusArgs, repo: &Path) -> Res<()> {
 
     let work = args.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("lighthubert-bench-corpus-{}", std::process::id())));
     std::fs::create_dir_all(&work)?;
-    let speech_path = repo.join("kernels-tests/fixtures/speech.wav");
+    let speech_path = repo.join("tools/assets/speech.wav");
     let (speech, rate) = generate::read_wav_pcm16(&std::fs::read(&speech_path)?).map_err(|e| format!("{}: {e}", speech_path.display()))?;
     if rate != generate::RATE {
         return Err(format!("{}: {rate} Hz, expected 16 kHz", speech_path.display()).into());
@@ -356,7 +356,7 @@ pub fn run(args: &CorpusArgs, repo: &Path) -> Res<()> {
         if args.no_prime { ", not primed (cold caches on the first run)" } else { " and an untimed priming run of each side on 2 files" }
     ));
     rep.line(format!(
-        "- corpus: {} WAV files (16 kHz mono PCM-16) of {:.2}-{:.2} s, slices of kernels-tests/fixtures/speech.wav end to end, seed {}",
+        "- corpus: {} WAV files (16 kHz mono PCM-16) of {:.2}-{:.2} s, slices of tools/assets/speech.wav end to end, seed {}",
         corpus.len(),
         lengths.iter().copied().fold(f64::INFINITY, f64::min),
         lengths.iter().copied().fold(0.0, f64::max),

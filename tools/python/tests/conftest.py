@@ -17,8 +17,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "kernels-tests" / "fixtures"
 TINY_DEFAULT = FIXTURES / "tiny-default.pt"
-TINY_F16 = FIXTURES / "tiny-layernorm-f16.pt"
-SPEECH = FIXTURES / "speech.wav"
+ASSETS = REPO / "tools" / "assets"  # the demo checkpoint and clip the program bundles
+TINY_F16 = ASSETS / "tiny-layernorm-f16.pt"
+SPEECH = ASSETS / "speech.wav"
 BAD = FIXTURES / "bad"
 
 # Mesa prints warnings without a runtime folder (and the command would make its own).
