@@ -139,7 +139,7 @@ pub struct Features {
 }
 
 impl Features {
-    /// sum_i weights[i] * states[i], the layer mix downstream tasks apply ([frames, embed]).
+    /// `sum_i weights[i] * states[i]`, the layer mix downstream tasks apply ([frames, embed]).
     pub fn weighted_sum(&self, weights: &[f32]) -> Result<Vec<f32>> {
         if weights.len() != self.states.len() {
             return Err(Error::WeightCount { weights: weights.len(), states: self.states.len() });

@@ -233,7 +233,7 @@ impl Linear<'_> {
 
 /// Lays a conv weight [out, in, kernel] out as [out, kernel, in]. With frame-major input
 /// [frames, in], the receptive field of output frame t is then one contiguous run starting at
-/// t * stride * in, so a strided conv is a [`linear`] whose input rows overlap.
+/// t * stride * in, so a strided conv is a [`Linear`] whose input rows overlap.
 pub fn conv_weight_frame_major(w: &[f32], out: usize, inp: usize, kernel: usize) -> Vec<f32> {
     let mut r = vec![0f32; w.len()];
     for o in 0..out {

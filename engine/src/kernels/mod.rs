@@ -1,6 +1,9 @@
-//! One module per WGSL kernel family: the parameter block the shader reads, a function that
-//! queues the dispatch on a [`CommandStream`], and a CPU reference (f64 accumulation) that
-//! tests compare the shader against on shapes the fixtures do not cover.
+//! One module per operation, each a unit: the kernels it declares (a `static` [`Kernel`] per
+//! form and weight precision: WGSL file, preludes, entry point, parameter layout), the
+//! parameter block the shader reads, an argument struct whose `record` picks the form for the
+//! device and queues the dispatch on a [`CommandStream`] (`record_as` takes a given form), and a
+//! CPU reference (f64 accumulation) that tests compare the shader against on shapes the
+//! fixtures do not cover. Nothing outside the module lists its kernels: [`all`] asks each.
 
 pub mod attention;
 pub mod linear;

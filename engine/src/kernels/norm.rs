@@ -69,7 +69,7 @@ pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
     [&LAYER_NORM_COOPERATIVE, &LAYER_NORM_ROWWISE_KERNEL, &GROUP_NORM_TIME, &GROUP_NORM_PARTIAL, &GROUP_NORM_APPLY].into_iter()
 }
 
-/// y[r] = LN(x[r] (+ residual[r])) * gamma + beta, then GELU if asked, for `rows` rows of
+/// `y[r] = LN(x[r] (+ residual[r])) * gamma + beta`, then GELU if asked, for `rows` rows of
 /// `width`.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerNorm<'a> {
