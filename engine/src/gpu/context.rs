@@ -478,9 +478,20 @@ impl GpuContext {
     /// A mapped-at-creation copy source holding `bytes` (padded to whole 4-byte words), for
     /// uploads that must fail cleanly when memory runs out.
     pub(crate) fn staging_with(&self, bytes: &[u8]) -> Result<wgpu::Buffer, GpuError> {
+        let size = (bytes.len() as u64).div_ceil(4) * 4;
+        // A mapped buffer is host memory. Mesa 25's lavapipe hands out a mapping it could not
+        // back without saying so, and wgpu's zero fill of it then kills the process (SIGSEGV,
+        // seen with the address space capped): reserving as much here first turns that into
+        // an error while the device is still intact. As for device memory, a failure first
+        // frees the pooled activation buffers and tries once more.
+        let reserve = || host_vec::<u8>("an upload buffer", size as usize).map(drop);
+        reserve().or_else(|_| {
+            self.release_pooled();
+            reserve()
+        })?;
         let staging = self.create_buffer_checked(&wgpu::BufferDescriptor {
             label: Some("upload"),
-            size: (bytes.len() as u64).div_ceil(4) * 4,
+            size,
             usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: true,
         })?;
