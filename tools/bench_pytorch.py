@@ -21,6 +21,7 @@ The authors' package comes from the s3prl 0.4.18 sdist as in tools/fixtures/gen_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -32,6 +33,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+PRECISIONS = ("fp32", "tf32", "fp16-autocast")
 
 SPACES = {
     "small": {"embed_dim": [256, 384, 512], "heads_num": [4, 6, 8], "ffn_ratio": [3.0, 3.5, 4.0], "layer_num": [10, 11, 12]},
@@ -107,6 +110,9 @@ def main() -> None:
     ap.add_argument("--global-warmup", type=int, default=5, help="untimed runs before the first case")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                    help="fp32 (TF32 off everywhere: the reference), tf32 (TF32 matmuls and convs), "
+                         "fp16-autocast (torch.autocast float16); the last two on CUDA only")
     ap.add_argument("--out", type=Path, help="append JSON lines here (default: stdout)")
     ap.add_argument("--command", help="the command line to record (the harness passes its own)")
     args = ap.parse_args()
@@ -120,6 +126,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("bench_pytorch: --device cuda but torch.cuda.is_available() is False")
+    cuda = args.device.startswith("cuda")
+    if args.precision != "fp32" and not cuda:
+        sys.exit(f"bench_pytorch: --precision {args.precision} is a CUDA reference point; use --device cuda")
+    if cuda:
+        # PyTorch leaves cuDNN convs in TF32 by default; fp32 means fp32 everywhere.
+        tf32 = args.precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if args.precision == "fp16-autocast" else contextlib.nullcontext
     model, ckpt_space = load_model(args.checkpoint, args.device)
 
     if args.cases:
@@ -134,7 +149,7 @@ def main() -> None:
 
     if args.device.startswith("cuda"):
         device, driver = torch.cuda.get_device_name(), f"torch {torch.__version__}, CUDA {torch.version.cuda}"
-        backend = "pytorch cuda"
+        backend = f"pytorch cuda {args.precision}"
         sync = torch.cuda.synchronize
     else:
         device, driver = cpu_name(), f"torch {torch.__version__}"
@@ -143,7 +158,8 @@ def main() -> None:
     command = args.command or " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     common = {"impl": "pytorch", "device": device, "driver": driver, "backend": backend,
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "git_commit": git_commit(), "command": command, "checkpoint": str(args.checkpoint)}
+              "git_commit": git_commit(), "command": command, "checkpoint": str(args.checkpoint),
+              "precision": args.precision}
 
     out = open(args.out, "a") if args.out else sys.stdout
     # A process-wide warm-up first: torch's first forwards in a fresh process are an order of
@@ -154,7 +170,7 @@ def main() -> None:
         model.set_sample_config(c0["config"])
         x0 = torch.from_numpy(test_signal(int(round(c0["seconds"] * 16000)))).to(args.device)
         for _ in range(args.global_warmup):
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 model.extract_features(torch.nn.functional.layer_norm(x0, x0.shape)[None], padding_mask=None, ret_hs=True)
     for case in cases:
         samples = int(round(case["seconds"] * 16000))
@@ -162,7 +178,7 @@ def main() -> None:
         model.set_sample_config(case["config"])
 
         def once():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 y = torch.nn.functional.layer_norm(x, x.shape)  # s3prl's normalisation
                 hs, _ = model.extract_features(y[None], padding_mask=None, ret_hs=True)
             sync()
