@@ -7,11 +7,19 @@ use std::sync::{Arc, OnceLock};
 
 use lighthubert::gpu::{AdapterChoice, GpuContext, KernelFamily};
 
-/// `kernels-tests/fixtures`.
+/// The repository the fixtures are read from: where this crate was built, unless
+/// `LIGHTHUBERT_REPO` names a copy (the GPU benchmark runs test binaries built elsewhere).
+fn repo_dir() -> PathBuf {
+    match std::env::var_os("LIGHTHUBERT_REPO").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+    }
+}
+
 /// `tools/assets`: the demo checkpoint and speech clip the program bundles. They are made by
 /// the fixture generator and serve the tests as fixtures too.
 pub fn assets_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/assets")
+    repo_dir().join("tools/assets")
 }
 
 /// A fixture file by name: from `fixtures/`, else one of the bundled demo assets.
@@ -20,8 +28,9 @@ pub fn fixture_path(name: &str) -> PathBuf {
     if path.exists() { path } else { assets_dir().join(name) }
 }
 
+/// `kernels-tests/fixtures`.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+    repo_dir().join("kernels-tests/fixtures")
 }
 
 /// One device for every test in a binary: creating a device per test is slow on lavapipe.
