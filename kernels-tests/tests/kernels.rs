@@ -66,10 +66,28 @@ fn linear_forms(ctx: &GpuContext, input: &LinearInput, w: &WeightSlice) -> Vec<L
     forms
 }
 
+/// Runs what `record` queues and reads `len` values of `out` back. `out` is filled with NaN
+/// first and the device's validation errors fail the run, so a dispatch that does not run (a
+/// shader that does not compile, say) cannot pass on a previous form's results.
 fn run(ctx: &GpuContext, out: &wgpu::Buffer, len: usize, record: impl FnOnce(&mut CommandStream)) -> Vec<f32> {
-    let mut s = CommandStream::new(ctx);
-    record(&mut s);
-    s.submit().expect("submit");
+    run_on(ctx, out, len, true, record)
+}
+
+/// [`run`] for a kernel that works in place: `out` keeps its input.
+fn run_in_place(ctx: &GpuContext, out: &wgpu::Buffer, len: usize, record: impl FnOnce(&mut CommandStream)) -> Vec<f32> {
+    run_on(ctx, out, len, false, record)
+}
+
+fn run_on(ctx: &GpuContext, out: &wgpu::Buffer, len: usize, poison: bool, record: impl FnOnce(&mut CommandStream)) -> Vec<f32> {
+    ctx.scoped(|| {
+        let mut s = CommandStream::new(ctx);
+        if poison {
+            s.upload(out, bytemuck::cast_slice(&vec![f32::NAN; len]))?;
+        }
+        record(&mut s);
+        s.submit()
+    })
+    .unwrap_or_else(|e| panic!("the dispatch failed: {e}"));
     ctx.read_back(&[(out, 0, len)]).expect("read back").remove(0)
 }
 
@@ -79,7 +97,7 @@ fn gelu_matches_reference() {
     let f = fixture();
     let x = f.get("gelu.x");
     let buf = ctx.activation_from("x", x).unwrap();
-    let got = run(&ctx, &buf, x.len(), |s| gelu_inplace(s, &buf, x.len() as u32));
+    let got = run_in_place(&ctx, &buf, x.len(), |s| gelu_inplace(s, &buf, x.len() as u32));
     assert_close("gelu", &got, f.get("gelu.y"), 1e-6, 4e-6);
     assert_close("gelu cpu reference", &gelu_cpu(x), f.get("gelu.y"), 1e-7, 1e-6);
 }
@@ -357,7 +375,7 @@ fn attention_kernel_matches_cpu_reference_on_odd_lengths() {
     let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
     let out = ctx.activation("out", n).unwrap();
     let want = attention_cpu(&q, &k, &v, &lengths, frames, heads);
-    let mut forms = vec![AttentionForm::PerQuery];
+    let mut forms = vec![AttentionForm::PerQuery, AttentionForm::Flash];
     if ctx.subgroup_size == Some(8) {
         forms.push(AttentionForm::Subgroup8);
     }

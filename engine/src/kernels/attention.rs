@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::CommandStream;
-use crate::gpu::sources::{ATTENTION, ATTENTION_SUBGROUP};
+use crate::gpu::sources::{ATTENTION, ATTENTION_FLASH, ATTENTION_SUBGROUP};
 use crate::gpu::{Kernel, ParamsLayout};
 
 /// LightHuBERT's heads are 64 wide whatever the subnet.
@@ -24,8 +24,12 @@ struct AttentionParams {
 /// How an attention dispatch runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionForm {
-    /// One invocation per query, 64 per workgroup: any device.
+    /// One invocation per query, 64 per workgroup, each reading every key and value row
+    /// itself: CPU-family devices without 8-wide subgroups (llvmpipe through GL).
     PerQuery,
+    /// 64 queries of a head per workgroup, keys and values staged 16 at a time through
+    /// workgroup memory and read by all of them, online softmax rescaled per tile: GPUs.
+    Flash,
     /// 8 neighbouring queries per workgroup sharing key and value loads by subgroup broadcast:
     /// CPU-family devices with subgroups of exactly 8 (lavapipe).
     Subgroup8,
@@ -33,10 +37,10 @@ pub enum AttentionForm {
 
 impl AttentionForm {
     pub fn for_device(ctx: &crate::gpu::GpuContext) -> Self {
-        if ctx.kernel_family == crate::gpu::KernelFamily::Cpu && ctx.subgroup_size == Some(8) {
-            AttentionForm::Subgroup8
-        } else {
-            AttentionForm::PerQuery
+        match (ctx.kernel_family, ctx.subgroup_size) {
+            (crate::gpu::KernelFamily::Gpu, _) => AttentionForm::Flash,
+            (crate::gpu::KernelFamily::Cpu, Some(8)) => AttentionForm::Subgroup8,
+            (crate::gpu::KernelFamily::Cpu, _) => AttentionForm::PerQuery,
         }
     }
 }
@@ -45,12 +49,14 @@ const PARAMS: ParamsLayout = crate::params_layout!(AttentionParams { frames, bat
 
 /// [`AttentionForm::PerQuery`].
 pub static PER_QUERY: Kernel = Kernel::new(ATTENTION, &[], "attention", PARAMS);
+/// [`AttentionForm::Flash`]: shares `attention.wgsl`'s parameters and bindings.
+pub static FLASH: Kernel = Kernel::new(ATTENTION_FLASH, &[ATTENTION], "attention_flash", PARAMS);
 /// [`AttentionForm::Subgroup8`]: shares `attention.wgsl`'s bindings and helpers.
 pub static SUBGROUP8: Kernel = Kernel::new(ATTENTION_SUBGROUP, &[ATTENTION], "attention_subgroup", PARAMS).with_subgroup_size(8);
 
 /// Every kernel of this module.
 pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
-    [&PER_QUERY, &SUBGROUP8].into_iter()
+    [&PER_QUERY, &FLASH, &SUBGROUP8].into_iter()
 }
 
 /// out = softmax(q k^T / 8, keys < length) v per head, for q, k, v [batch * frames, heads * 64].
@@ -86,6 +92,7 @@ impl Attention<'_> {
         };
         let (kernel, per_group) = match form {
             AttentionForm::PerQuery => (&PER_QUERY, 64),
+            AttentionForm::Flash => (&FLASH, 64),
             AttentionForm::Subgroup8 => (&SUBGROUP8, 8),
         };
         stream.dispatch(kernel, &params, &[q, k, v, lengths, out], [frames.div_ceil(per_group), heads, batch]);

@@ -1,0 +1,78 @@
+// Attention for GPUs, flash style: a workgroup owns 64 queries of one head of one utterance.
+// Keys and values pass through workgroup memory a tile of 16 at a time, loaded once and read
+// by all 64 queries, instead of each query reading every key and value row from memory itself.
+// Each invocation keeps its query's 64 values and output accumulator in registers. The softmax
+// is online, in f32, rescaled once per tile: the running max moves to the tile's max, then the
+// tile's weights are added. Composed after attention.wgsl, whose parameters and bindings it uses.
+
+const QUERIES_PER_GROUP: u32 = 64u;
+const KEYS_PER_TILE: u32 = 16u;
+const TILE_VECS: u32 = 256u; // KEYS_PER_TILE * VEC_PER_HEAD
+
+var<workgroup> k_tile: array<vec4<f32>, TILE_VECS>;
+var<workgroup> v_tile: array<vec4<f32>, TILE_VECS>;
+
+@compute @workgroup_size(64, 1, 1)
+fn attention_flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = wid.y;
+    let b = wid.z;
+    let t = wid.x * QUERIES_PER_GROUP + lid;
+    // Every invocation runs every tile and barrier (uniform control flow); only queries inside
+    // the utterance's frames read and write.
+    let in_frames = t < p.frames;
+    let stride = p.row_stride / 4u;
+    let head_off = h * VEC_PER_HEAD;
+    let q_base = (b * p.frames + min(t, p.frames - 1u)) * stride + head_off;
+    var qh: array<vec4<f32>, 16>;
+    var acc: array<vec4<f32>, 16>;
+    for (var d = 0u; d < VEC_PER_HEAD; d++) {
+        qh[d] = q[q_base + d] * p.scale;
+        acc[d] = vec4<f32>(0.0);
+    }
+    var running_max = -3.0e38;
+    var denom = 0.0;
+    let keys = min(lengths[b], p.frames);
+    for (var s0 = 0u; s0 < keys; s0 += KEYS_PER_TILE) {
+        // 64 invocations stage 16 keys and values: 4 vec4 of each per invocation.
+        for (var i = lid; i < TILE_VECS; i += QUERIES_PER_GROUP) {
+            let s = s0 + i / VEC_PER_HEAD;
+            let src = (b * p.frames + min(s, keys - 1u)) * stride + head_off + i % VEC_PER_HEAD;
+            k_tile[i] = k[src];
+            v_tile[i] = v[src];
+        }
+        workgroupBarrier();
+        let in_tile = min(KEYS_PER_TILE, keys - s0);
+        var scores: array<f32, 16>;
+        var tile_max = -3.0e38;
+        for (var j = 0u; j < in_tile; j++) {
+            var score = 0.0;
+            for (var d = 0u; d < VEC_PER_HEAD; d++) {
+                score += dot(qh[d], k_tile[j * VEC_PER_HEAD + d]);
+            }
+            scores[j] = score;
+            tile_max = max(tile_max, score);
+        }
+        let new_max = max(running_max, tile_max);
+        let correction = exp(running_max - new_max);
+        denom *= correction;
+        for (var d = 0u; d < VEC_PER_HEAD; d++) {
+            acc[d] *= correction;
+        }
+        for (var j = 0u; j < in_tile; j++) {
+            let weight = exp(scores[j] - new_max);
+            denom += weight;
+            for (var d = 0u; d < VEC_PER_HEAD; d++) {
+                acc[d] += weight * v_tile[j * VEC_PER_HEAD + d];
+            }
+        }
+        running_max = new_max;
+        // The next tile overwrites k_tile and v_tile only once every query is done with them.
+        workgroupBarrier();
+    }
+    if (in_frames) {
+        let inv = select(0.0, 1.0 / denom, denom > 0.0);
+        for (var d = 0u; d < VEC_PER_HEAD; d++) {
+            out[q_base + d] = acc[d] * inv;
+        }
+    }
+}
