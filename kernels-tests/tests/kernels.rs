@@ -58,7 +58,7 @@ fn values(ckpt: &Checkpoint, key: &str) -> Vec<f32> {
 fn linear_forms(ctx: &GpuContext, input: &LinearInput, w: &WeightSlice) -> Vec<LinearForm> {
     let mut forms = vec![LinearForm::Tile4];
     if LinearForm::vec4_aligned(input, w) {
-        forms.extend([LinearForm::Tile16Vec4, LinearForm::Shared64]);
+        forms.extend([LinearForm::Tile16Vec4, LinearForm::Shared64, LinearForm::Shared32]);
         if ctx.subgroup_size == Some(8) {
             forms.push(LinearForm::Tile16Subgroup);
         }
@@ -442,8 +442,10 @@ fn both_linear_forms_match_cpu_reference_on_ragged_aligned_shapes() {
             let mut half = ctx.upload_matrix("w", &w, precision).unwrap();
             half.math = Arithmetic::F16;
             let slice = WeightSlice { weight: &half, ..slice };
-            let got = run(&ctx, &y, batch * rows * cols, |s| Linear { input, weight: slice, cols: cols as u32, act: Activation::Gelu, y: &y }.record_as(s, LinearForm::Shared64));
-            assert_close(&format!("linear Shared64 {precision:?}, f16 arithmetic vs cpu"), &got, &want, 1e-3, 0.1);
+            for form in [LinearForm::Shared64, LinearForm::Shared32] {
+                let got = run(&ctx, &y, batch * rows * cols, |s| Linear { input, weight: slice, cols: cols as u32, act: Activation::Gelu, y: &y }.record_as(s, form));
+                assert_close(&format!("linear {form:?} {precision:?}, f16 arithmetic vs cpu"), &got, &want, 1e-3, 0.1);
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream, PerWeights};
-use crate::gpu::sources::{Source, GELU, LINEAR, LINEAR_COMMON, LINEAR_SHARED, LINEAR_TILED, LINEAR_TILED_SUBGROUP, STAGE_F16, STAGE_F32, WEIGHTS_F16, WEIGHTS_F32};
+use crate::gpu::sources::{Source, GELU, LINEAR, LINEAR_COMMON, LINEAR_SHARED, LINEAR_TILED, LINEAR_TILED_SUBGROUP, STAGE_F16, STAGE_F32, TILE_32, TILE_64, WEIGHTS_F16, WEIGHTS_F32};
 use crate::gpu::{Arithmetic, Kernel, KernelFamily, ParamsLayout, WeightMatrix, WeightPrecision};
 
 /// Maps a subnet index onto a supernet index: `(i / chunk) * chunk_stride + i % chunk`.
@@ -104,23 +104,49 @@ pub static TILE4: PerWeights = PerWeights::new(LINEAR, [COMMON_F32, COMMON_F16],
 pub static TILE16_VEC4: PerWeights = PerWeights::new(LINEAR_TILED, [COMMON_F32, COMMON_F16], "linear_tiled", PARAMS);
 /// [`LinearForm::Tile16Subgroup`]: `linear_tiled.wgsl`'s tile loop with a subgroup load of x.
 pub static TILE16_SUBGROUP: PerWeights = PerWeights::new(LINEAR_TILED_SUBGROUP, [TILED_F32, TILED_F16], "linear_tiled_subgroup", PARAMS).with_subgroup_size(8);
-/// [`LinearForm::Shared64`] in f32 arithmetic; the stage prelude sets the workgroup tiles' type.
-pub static SHARED64: PerWeights =
-    PerWeights::new(LINEAR_SHARED, [&[STAGE_F32, GELU, WEIGHTS_F32, LINEAR_COMMON], &[STAGE_F32, GELU, WEIGHTS_F16, LINEAR_COMMON]], "linear_shared", PARAMS);
+/// [`LinearForm::Shared64`] in f32 arithmetic. Before `linear_shared.wgsl` come a stage prelude
+/// (the workgroup tiles' type), a tile prelude (their size), and the common ones.
+pub static SHARED64: PerWeights = PerWeights::new(
+    LINEAR_SHARED,
+    [&[STAGE_F32, TILE_64, GELU, WEIGHTS_F32, LINEAR_COMMON], &[STAGE_F32, TILE_64, GELU, WEIGHTS_F16, LINEAR_COMMON]],
+    "linear_shared",
+    PARAMS,
+);
 /// [`LinearForm::Shared64`] in f16 arithmetic (`--math f16`).
 pub static SHARED64_HALF_MATH: PerWeights = PerWeights {
-    f32: Kernel::new(LINEAR_SHARED, &[STAGE_F16, GELU, WEIGHTS_F32, LINEAR_COMMON], "linear_shared", PARAMS)
+    f32: Kernel::new(LINEAR_SHARED, &[STAGE_F16, TILE_64, GELU, WEIGHTS_F32, LINEAR_COMMON], "linear_shared", PARAMS)
         .reading(WeightPrecision::F32, "f32 weights, f16 arithmetic")
         .with_f16_arithmetic(),
-    f16: Kernel::new(LINEAR_SHARED, &[STAGE_F16, GELU, WEIGHTS_F16, LINEAR_COMMON], "linear_shared", PARAMS)
+    f16: Kernel::new(LINEAR_SHARED, &[STAGE_F16, TILE_64, GELU, WEIGHTS_F16, LINEAR_COMMON], "linear_shared", PARAMS)
         .reading(WeightPrecision::F16, "f16 weights, f16 arithmetic")
+        .with_f16_arithmetic(),
+};
+/// [`LinearForm::Shared32`] in f32 arithmetic.
+pub static SHARED32: PerWeights = PerWeights {
+    f32: Kernel::new(LINEAR_SHARED, &[STAGE_F32, TILE_32, GELU, WEIGHTS_F32, LINEAR_COMMON], "linear_shared", PARAMS)
+        .reading(WeightPrecision::F32, "32x32 tiles, f32 weights"),
+    f16: Kernel::new(LINEAR_SHARED, &[STAGE_F32, TILE_32, GELU, WEIGHTS_F16, LINEAR_COMMON], "linear_shared", PARAMS)
+        .reading(WeightPrecision::F16, "32x32 tiles, f16 weights"),
+};
+/// [`LinearForm::Shared32`] in f16 arithmetic.
+pub static SHARED32_HALF_MATH: PerWeights = PerWeights {
+    f32: Kernel::new(LINEAR_SHARED, &[STAGE_F16, TILE_32, GELU, WEIGHTS_F32, LINEAR_COMMON], "linear_shared", PARAMS)
+        .reading(WeightPrecision::F32, "32x32 tiles, f32 weights, f16 arithmetic")
+        .with_f16_arithmetic(),
+    f16: Kernel::new(LINEAR_SHARED, &[STAGE_F16, TILE_32, GELU, WEIGHTS_F16, LINEAR_COMMON], "linear_shared", PARAMS)
+        .reading(WeightPrecision::F16, "32x32 tiles, f16 weights, f16 arithmetic")
         .with_f16_arithmetic(),
 };
 
 /// Every kernel of this module.
 pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
-    [&TILE4, &TILE16_VEC4, &TILE16_SUBGROUP, &SHARED64, &SHARED64_HALF_MATH].into_iter().flat_map(PerWeights::both)
+    [&TILE4, &TILE16_VEC4, &TILE16_SUBGROUP, &SHARED64, &SHARED64_HALF_MATH, &SHARED32, &SHARED32_HALF_MATH].into_iter().flat_map(PerWeights::both)
 }
+
+/// Below this many 64 x 64 blocks, GPUs get 32 x 32 ones: the largest GPUs have about 130
+/// compute units (an H100 132), and a 1 s utterance's q projection in small:default is 6
+/// blocks of 64. Until an autotune measures the adapter, a fixed line.
+const SMALL_GRID: u64 = 128;
 
 /// How a linear dispatch tiles its outputs over invocations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +160,9 @@ pub enum LinearForm {
     /// 64 x 64 outputs per 16 x 16 workgroup, the depth staged 16 at a time through workgroup
     /// memory, 4 x 4 outputs per invocation: vec4-aligned slices on GPUs.
     Shared64,
+    /// [`LinearForm::Shared64`] with 32 x 32 outputs per 8 x 8 workgroup: four times the
+    /// workgroups, for outputs too small to fill a GPU with 64 x 64 blocks.
+    Shared32,
     /// 16 x 16 outputs per invocation as sixteen 4 x 4 matrices, vec4 loads along the depth,
     /// 8 x 1 invocations per workgroup: slices whose offsets are all multiples of 4. For CPU
     /// implementations, where every load from a storage buffer costs a loop over the SIMD
@@ -144,12 +173,16 @@ pub enum LinearForm {
 
 impl LinearForm {
     /// The form for this device and this slice.
-    pub fn for_device(ctx: &crate::gpu::GpuContext, input: &LinearInput, w: &WeightSlice) -> Self {
+    /// The form for this device and this slice, with `cols` outputs per row.
+    pub fn for_device(ctx: &crate::gpu::GpuContext, input: &LinearInput, w: &WeightSlice, cols: u32) -> Self {
         match (Self::vec4_aligned(input, w), ctx.kernel_family == KernelFamily::Cpu) {
             (false, _) => LinearForm::Tile4,
             (true, true) if ctx.subgroup_size == Some(8) => LinearForm::Tile16Subgroup,
             (true, true) => LinearForm::Tile16Vec4,
-            (true, false) => LinearForm::Shared64,
+            (true, false) => {
+                let blocks = cols.div_ceil(64) as u64 * input.rows.div_ceil(64) as u64 * input.batch.max(1) as u64;
+                if blocks < SMALL_GRID { LinearForm::Shared32 } else { LinearForm::Shared64 }
+            }
         }
     }
 
@@ -173,6 +206,10 @@ impl LinearForm {
                 Arithmetic::F32 => (SHARED64.get(w.precision), [64, 64]),
                 Arithmetic::F16 => (SHARED64_HALF_MATH.get(w.precision), [64, 64]),
             },
+            LinearForm::Shared32 => match w.math {
+                Arithmetic::F32 => (SHARED32.get(w.precision), [32, 32]),
+                Arithmetic::F16 => (SHARED32_HALF_MATH.get(w.precision), [32, 32]),
+            },
         }
     }
 }
@@ -191,7 +228,7 @@ pub struct Linear<'a> {
 impl Linear<'_> {
     /// Queues the dispatch in the form that suits the device and the slice.
     pub fn record(&self, stream: &mut CommandStream) {
-        self.record_as(stream, LinearForm::for_device(stream.context(), &self.input, &self.weight));
+        self.record_as(stream, LinearForm::for_device(stream.context(), &self.input, &self.weight, self.cols));
     }
 
     /// Queues the dispatch in a given form.
