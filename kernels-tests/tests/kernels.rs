@@ -271,6 +271,8 @@ fn positional_conv_regroups_for_each_width() {
             forms.push(PosConvForm::Tiled);
             tiled_runs += 1;
         }
+        assert!(PosConvForm::gemm_fits(shape, e as u32));
+        forms.push(PosConvForm::Gemm);
         for form in forms {
             let conv = |s: &mut CommandStream, w: &WeightMatrix| {
                 PosConvResidual { x: &xb, weight: w, tap_scale: &sb, bias: &bb, shape, lengths: &lengths, batch: 1, frames: frames as u32, channels: e as u32, y: &y }.record_as(s, form)
@@ -288,34 +290,47 @@ fn positional_conv_regroups_for_each_width() {
 #[test]
 fn positional_conv_forms_match_cpu_reference_on_a_padded_batch() {
     let ctx = gpu();
-    // Two utterances padded to 45 frames (one of them 23 long), widths whose groups are 8
-    // channels of a 12-channel supernet group, and a kernel of 16 taps.
-    let shape = PosConvShape { embed_full: 48, groups: 4, kernel: 16 };
-    let (e, frames, lengths) = (32usize, 45usize, [45u32, 23]);
-    let (gs_full, k) = (12usize, 16usize);
-    let v = random_values(11, 48 * gs_full * k);
-    let g = random_values(12, k);
-    let bias = random_values(13, 48);
-    let x = random_values(14, 2 * frames * e);
-    let scales = weight_norm_scales(&v, &g, k);
-    let w = weight_norm_dim2(&v, &g, k);
-    let tap_major = conv_weight_frame_major(&v, 48, gs_full, k);
-    let (sb, bb) = (ctx.upload_weight("scale", &scales).unwrap(), ctx.upload_weight("bias", &bias).unwrap());
-    let (xb, y) = (ctx.activation_from("x", &x).unwrap(), ctx.activation("y", x.len()).unwrap());
-    let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
-    // A lone utterance sees zeros past its end; padded rows copy x.
-    let mut want = Vec::new();
-    for (u, &len) in lengths.iter().enumerate() {
-        let len = len as usize;
-        let xu = &x[u * frames * e..(u + 1) * frames * e];
-        want.extend(pos_conv_residual_cpu(&xu[..len * e], &w, &bias, shape, len, e));
-        want.extend_from_slice(&xu[len * e..]);
+    // Two utterances padded to the same frames (one of them shorter), subnet groups that are
+    // part of each supernet group. The second case has the real kernel of 128 taps, 3 frame
+    // tiles of the GEMM form and groups of 12 channels (a partial chunk of 8).
+    struct Case {
+        shape: PosConvShape,
+        e: usize,
+        frames: usize,
+        lengths: [u32; 2],
     }
-    assert!(PosConvForm::tiled_fits(shape, e as u32));
-    for form in [PosConvForm::Direct, PosConvForm::Tiled] {
-        let wb = ctx.upload_matrix("v", &tap_major, WeightPrecision::F32).unwrap();
-        let got = run(&ctx, &y, x.len(), |s| PosConvResidual { x: &xb, weight: &wb, tap_scale: &sb, bias: &bb, shape, lengths: &lb, batch: 2, frames: frames as u32, channels: e as u32, y: &y }.record_as(s, form));
-        assert_close(&format!("pos_conv {form:?} batch vs cpu"), &got, &want, 1e-6, 5e-5);
+    let cases = [
+        Case { shape: PosConvShape { embed_full: 48, groups: 4, kernel: 16 }, e: 32, frames: 45, lengths: [45, 23] },
+        Case { shape: PosConvShape { embed_full: 80, groups: 5, kernel: 128 }, e: 60, frames: 150, lengths: [150, 70] },
+    ];
+    for (n, Case { shape, e, frames, lengths }) in cases.into_iter().enumerate() {
+        let (full, k) = (shape.embed_full as usize, shape.kernel as usize);
+        let gs_full = full / shape.groups as usize;
+        let seed = 11 + 10 * n as u64;
+        let v = random_values(seed, full * gs_full * k);
+        let g = random_values(seed + 1, k);
+        let bias = random_values(seed + 2, full);
+        let x = random_values(seed + 3, 2 * frames * e);
+        let scales = weight_norm_scales(&v, &g, k);
+        let w = weight_norm_dim2(&v, &g, k);
+        let tap_major = conv_weight_frame_major(&v, full, gs_full, k);
+        let (sb, bb) = (ctx.upload_weight("scale", &scales).unwrap(), ctx.upload_weight("bias", &bias).unwrap());
+        let (xb, y) = (ctx.activation_from("x", &x).unwrap(), ctx.activation("y", x.len()).unwrap());
+        let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
+        // A lone utterance sees zeros past its end; padded rows copy x.
+        let mut want = Vec::new();
+        for (u, &len) in lengths.iter().enumerate() {
+            let len = len as usize;
+            let xu = &x[u * frames * e..(u + 1) * frames * e];
+            want.extend(pos_conv_residual_cpu(&xu[..len * e], &w, &bias, shape, len, e));
+            want.extend_from_slice(&xu[len * e..]);
+        }
+        assert!(PosConvForm::tiled_fits(shape, e as u32) && PosConvForm::gemm_fits(shape, e as u32));
+        for form in [PosConvForm::Direct, PosConvForm::Tiled, PosConvForm::Gemm] {
+            let wb = ctx.upload_matrix("v", &tap_major, WeightPrecision::F32).unwrap();
+            let got = run(&ctx, &y, x.len(), |s| PosConvResidual { x: &xb, weight: &wb, tap_scale: &sb, bias: &bb, shape, lengths: &lb, batch: 2, frames: frames as u32, channels: e as u32, y: &y }.record_as(s, form));
+            assert_close(&format!("pos_conv case {n} {form:?} batch vs cpu"), &got, &want, 1e-6, 5e-5);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream, PerWeights};
-use crate::gpu::sources::{GELU, POS_CONV, POS_CONV_TILED, WEIGHTS_F16, WEIGHTS_F32};
+use crate::gpu::sources::{GELU, POS_CONV, POS_CONV_GEMM, POS_CONV_TILED, WEIGHTS_F16, WEIGHTS_F32};
 use crate::gpu::{Kernel, KernelFamily, ParamsLayout, WeightMatrix};
 
 #[repr(C)]
@@ -41,15 +41,25 @@ pub enum PosConvForm {
     /// 16 frames x 4 channels per invocation as 4 x 4 matrices, vec4 loads: group sizes that
     /// are multiples of 4, for CPU adapters (see `shaders/pos_conv_tiled.wgsl`).
     Tiled,
+    /// A grouped implicit GEMM: 64 frames x 8 channels of a group per workgroup, the input rows
+    /// of its windows staged once per 8 input channels in workgroup memory and read by every
+    /// tap, the weights 16 taps at a time: GPUs, kernels up to 128 taps.
+    Gemm,
 }
 
 impl PosConvForm {
     pub fn for_device(ctx: &crate::gpu::GpuContext, shape: PosConvShape, channels: u32) -> Self {
-        if ctx.kernel_family == KernelFamily::Cpu && Self::tiled_fits(shape, channels) {
-            PosConvForm::Tiled
-        } else {
-            PosConvForm::Direct
+        match ctx.kernel_family {
+            KernelFamily::Cpu if Self::tiled_fits(shape, channels) => PosConvForm::Tiled,
+            KernelFamily::Gpu if Self::gemm_fits(shape, channels) => PosConvForm::Gemm,
+            _ => PosConvForm::Direct,
         }
+    }
+
+    /// Whether the GEMM form's workgroup memory holds the taps' input rows: K <= 128, and the
+    /// channels split evenly into groups.
+    pub fn gemm_fits(shape: PosConvShape, channels: u32) -> bool {
+        shape.kernel <= 128 && channels.is_multiple_of(shape.groups)
     }
 
     /// Whether the subnet's and the supernet's group sizes are multiples of 4.
@@ -65,10 +75,12 @@ const PRELUDES: [&[crate::gpu::sources::Source]; 2] = [&[GELU, WEIGHTS_F32], &[G
 pub static DIRECT: PerWeights = PerWeights::new(POS_CONV, PRELUDES, "pos_conv_residual", PARAMS);
 /// [`PosConvForm::Tiled`].
 pub static TILED: PerWeights = PerWeights::new(POS_CONV_TILED, PRELUDES, "pos_conv_tiled", PARAMS);
+/// [`PosConvForm::Gemm`]: composed after `pos_conv.wgsl`, whose parameters and bindings it uses.
+pub static GEMM: PerWeights = PerWeights::new(POS_CONV_GEMM, [&[GELU, WEIGHTS_F32, POS_CONV], &[GELU, WEIGHTS_F16, POS_CONV]], "pos_conv_gemm", PARAMS);
 
 /// Every kernel of this module.
 pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
-    [&DIRECT, &TILED].into_iter().flat_map(PerWeights::both)
+    [&DIRECT, &TILED, &GEMM].into_iter().flat_map(PerWeights::both)
 }
 
 /// y = x + GELU(conv(x) + bias) for x [batch, frames, channels]. The full weight is v laid out
@@ -100,10 +112,12 @@ impl PosConvResidual<'_> {
     /// Queues the dispatch in a given form.
     ///
     /// # Panics
-    /// If `form` is [`PosConvForm::Tiled`] and the shape does not [`PosConvForm::tiled_fits`].
+    /// If `form` is [`PosConvForm::Tiled`] and the shape does not [`PosConvForm::tiled_fits`], or
+    /// [`PosConvForm::Gemm`] and it does not [`PosConvForm::gemm_fits`].
     pub fn record_as(&self, stream: &mut CommandStream, form: PosConvForm) {
         let PosConvResidual { x, weight, tap_scale, bias, shape, lengths, batch, frames, channels, y } = *self;
         assert!(form != PosConvForm::Tiled || PosConvForm::tiled_fits(shape, channels), "pos_conv_tiled needs group sizes divisible by 4");
+        assert!(form != PosConvForm::Gemm || PosConvForm::gemm_fits(shape, channels), "pos_conv_gemm needs K <= 128");
         let params = PosConvParams {
             frames,
             channels,
@@ -117,6 +131,8 @@ impl PosConvResidual<'_> {
         let (kernel, groups) = match form {
             PosConvForm::Direct => (DIRECT.get(weight.precision), [channels.div_ceil(64), frames.div_ceil(4), batch]),
             PosConvForm::Tiled => (TILED.get(weight.precision), [channels.div_ceil(4 * 8), frames.div_ceil(16), batch]),
+            // Whole 8-output tiles per group: a tile never straddles two groups.
+            PosConvForm::Gemm => (GEMM.get(weight.precision), [shape.groups * params.group_size.div_ceil(8), frames.div_ceil(64), batch]),
         };
         stream.dispatch(kernel, &params, &[x, &weight.buffer, bias, lengths, y, tap_scale], groups);
         let (rows, c, taps) = (batch as f64 * frames as f64, channels as f64, (params.group_size * shape.kernel) as f64);
