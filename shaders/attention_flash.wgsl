@@ -20,9 +20,10 @@ fn attention_flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     // Every invocation runs every tile and barrier (uniform control flow); only queries inside
     // the utterance's frames read and write.
     let in_frames = t < p.frames;
-    let stride = p.row_stride / 4u;
     let head_off = h * VEC_PER_HEAD;
-    let q_base = (b * p.frames + min(t, p.frames - 1u)) * stride + head_off;
+    let row = b * p.frames + min(t, p.frames - 1u);
+    let q_base = q_at(row, head_off);
+    let k_off = key_offset();
     var qh: array<vec4<f32>, 16>;
     var acc: array<vec4<f32>, 16>;
     for (var d = 0u; d < VEC_PER_HEAD; d++) {
@@ -36,9 +37,9 @@ fn attention_flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         // 64 invocations stage 16 keys and values: 4 vec4 of each per invocation.
         for (var i = lid; i < TILE_VECS; i += QUERIES_PER_GROUP) {
             let s = s0 + i / VEC_PER_HEAD;
-            let src = (b * p.frames + min(s, keys - 1u)) * stride + head_off + i % VEC_PER_HEAD;
+            let src = q_at(b * p.frames + min(s, keys - 1u), head_off) + k_off + i % VEC_PER_HEAD;
             k_tile[i] = k[src];
-            v_tile[i] = v[src];
+            v_tile[i] = v[src + k_off];
         }
         workgroupBarrier();
         let in_tile = min(KEYS_PER_TILE, keys - s0);
@@ -71,8 +72,9 @@ fn attention_flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     }
     if (in_frames) {
         let inv = select(0.0, 1.0 / denom, denom > 0.0);
+        let o_base = out_at(row, head_off);
         for (var d = 0u; d < VEC_PER_HEAD; d++) {
-            out[q_base + d] = acc[d] * inv;
+            out[o_base + d] = acc[d] * inv;
         }
     }
 }

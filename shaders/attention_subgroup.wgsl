@@ -14,9 +14,9 @@ fn attention_subgroup(@builtin(global_invocation_id) gid: vec3<u32>,
     let t = min(gid.x, p.frames - 1u);
     let h = gid.y;
     let b = gid.z;
-    let stride = p.row_stride / 4u;
     let head_off = h * VEC_PER_HEAD;
-    let q_base = (b * p.frames + t) * stride + head_off;
+    let q_base = q_at(b * p.frames + t, head_off);
+    let k_off = key_offset();
     let q0 = q[q_base + 0u] * p.scale;
     let q1 = q[q_base + 1u] * p.scale;
     let q2 = q[q_base + 2u] * p.scale;
@@ -53,11 +53,11 @@ fn attention_subgroup(@builtin(global_invocation_id) gid: vec3<u32>,
     var denom = 0.0;
     let keys = min(lengths[b], p.frames);
     for (var s = 0u; s < keys; s++) {
-        let kv_base = (b * p.frames + s) * stride + head_off;
-        let k_lo = k[kv_base + lane];
-        let k_hi = k[kv_base + 8u + lane];
-        let v_lo = v[kv_base + lane];
-        let v_hi = v[kv_base + 8u + lane];
+        let k_base = q_at(b * p.frames + s, head_off) + k_off;
+        let k_lo = k[k_base + lane];
+        let k_hi = k[k_base + 8u + lane];
+        let v_lo = v[k_base + k_off + lane];
+        let v_hi = v[k_base + k_off + 8u + lane];
         let score = dot(q0, subgroupBroadcast(k_lo, 0u))
             + dot(q1, subgroupBroadcast(k_lo, 1u))
             + dot(q2, subgroupBroadcast(k_lo, 2u))
@@ -98,21 +98,22 @@ fn attention_subgroup(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     if (live) {
         let inv = select(0.0, 1.0 / denom, denom > 0.0);
-        out[q_base + 0u] = a0 * inv;
-        out[q_base + 1u] = a1 * inv;
-        out[q_base + 2u] = a2 * inv;
-        out[q_base + 3u] = a3 * inv;
-        out[q_base + 4u] = a4 * inv;
-        out[q_base + 5u] = a5 * inv;
-        out[q_base + 6u] = a6 * inv;
-        out[q_base + 7u] = a7 * inv;
-        out[q_base + 8u] = a8 * inv;
-        out[q_base + 9u] = a9 * inv;
-        out[q_base + 10u] = a10 * inv;
-        out[q_base + 11u] = a11 * inv;
-        out[q_base + 12u] = a12 * inv;
-        out[q_base + 13u] = a13 * inv;
-        out[q_base + 14u] = a14 * inv;
-        out[q_base + 15u] = a15 * inv;
+        let o_base = out_at(b * p.frames + t, head_off);
+        out[o_base + 0u] = a0 * inv;
+        out[o_base + 1u] = a1 * inv;
+        out[o_base + 2u] = a2 * inv;
+        out[o_base + 3u] = a3 * inv;
+        out[o_base + 4u] = a4 * inv;
+        out[o_base + 5u] = a5 * inv;
+        out[o_base + 6u] = a6 * inv;
+        out[o_base + 7u] = a7 * inv;
+        out[o_base + 8u] = a8 * inv;
+        out[o_base + 9u] = a9 * inv;
+        out[o_base + 10u] = a10 * inv;
+        out[o_base + 11u] = a11 * inv;
+        out[o_base + 12u] = a12 * inv;
+        out[o_base + 13u] = a13 * inv;
+        out[o_base + 14u] = a14 * inv;
+        out[o_base + 15u] = a15 * inv;
     }
 }

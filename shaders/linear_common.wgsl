@@ -4,11 +4,11 @@
 //
 // y = act(x W_s^T + b_s), where W_s is a subnet's slice of a full supernet weight, read in
 // place through two index maps:
-//   output unit n   reads weight row    (n / row_chunk) * row_chunk_stride + n % row_chunk
+//   output unit n   reads weight row    first_row + (n / row_chunk) * row_chunk_stride + n % row_chunk
 //   depth index k   reads weight column (k / col_chunk) * col_chunk_stride + k % col_chunk
 // A prefix slice is one chunk (chunk = stride = the full width); LightHuBERT's FFN takes the
-// first E units of each of the supernet's C-wide chunks (fc1 rows, fc2 columns). The bias
-// follows the row map. The z dimension walks a batch, `x_batch_stride` / `y_batch_stride` apart.
+// first E units of each of the supernet's C-wide chunks (fc1 rows, fc2 columns). `first_row`
+// picks one of several weights stored back to back (q, k and v). The bias follows the row map. The z dimension walks a batch, `x_batch_stride` / `y_batch_stride` apart.
 
 struct LinearParams {
     rows: u32,
@@ -24,6 +24,10 @@ struct LinearParams {
     flags: u32,
     x_batch_stride: u32,
     y_batch_stride: u32,
+    first_row: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const FLAG_BIAS: u32 = 1u;
@@ -34,7 +38,7 @@ const FLAG_GELU: u32 = 2u;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 fn weight_row(n: u32) -> u32 {
-    return (n / p.row_chunk) * p.row_chunk_stride + n % p.row_chunk;
+    return p.first_row + (n / p.row_chunk) * p.row_chunk_stride + n % p.row_chunk;
 }
 
 // The epilogue, split so that a kernel reads each unit's bias once: `bias_of(n)` is unit n's

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use kernels_tests::{assert_close, fixture_path, fixtures_dir, gpu, random_values, Fixture};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{stored_values, Arithmetic, CommandStream, GpuContext, WeightMatrix, WeightPrecision};
-use lighthubert::kernels::attention::{attention_cpu, Attention, AttentionForm};
+use lighthubert::kernels::attention::{attention_cpu, qkv_rows, Attention, AttentionForm, Qkv};
 use lighthubert::kernels::linear::{conv_weight_frame_major, linear_cpu, Activation, IndexMap, Linear, LinearCpu, LinearForm, LinearInput, WeightSlice};
 use lighthubert::kernels::norm::{group_norm_time_cpu, layer_norm_cpu, Affine, GroupNormTime, LayerNorm, LayerNormForm};
 use lighthubert::kernels::pointwise::{gelu_cpu, gelu_inplace};
@@ -129,7 +129,7 @@ fn check_extractor(mode: &str, ckpt: &Checkpoint) {
         let norm = norm_key.as_ref().map(|n| (weight(&ctx, ckpt, &format!("{n}.weight")), weight(&ctx, ckpt, &format!("{n}.bias"))));
         let out = if norm.is_some() { &normed } else { &conv_out };
         let lengths = ctx.u32_buffer("lengths", &[t_out as u32]).unwrap();
-        let slice = WeightSlice { weight: &w, bias: bias.as_ref(), row_stride: (k * cin) as u32, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
+        let slice = WeightSlice { weight: &w, bias: bias.as_ref(), row_stride: (k * cin) as u32, first_row: 0, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
         let window = LinearInput::windows(&x, t_out as u32, (k * cin) as u32, (st * cin) as u32, 1, 0);
         for form in linear_forms(&ctx, &window, &slice) {
             let got = run(&ctx, out, t_out * c, |s| {
@@ -208,7 +208,7 @@ fn run_linear(prefix: &str, key: &str, depth: usize, cols: usize, rows_map: Inde
     let bb = weight(&ctx, ckpt, &format!("{prefix}.bias"));
     let xb = ctx.activation_from("x", x).unwrap();
     let y = ctx.activation("y", rows * cols).unwrap();
-    let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
+    let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, first_row: 0, rows: rows_map, cols: cols_map };
     let input = LinearInput::dense(&xb, rows as u32, depth as u32);
     for form in linear_forms(&ctx, &input, &slice) {
         let got = run(&ctx, &y, rows * cols, |s| Linear { input, weight: slice, cols: cols as u32, act: Activation::None, y: &y }.record_as(s, form));
@@ -345,7 +345,14 @@ fn attention_matches_reference_with_and_without_padding() {
         let w = ckpt.get(&format!("{p}.{name}.weight")).unwrap();
         (matrix(&ctx, ckpt, &format!("{p}.{name}.weight")), weight(&ctx, ckpt, &format!("{p}.{name}.bias")), w.shape[1] as u32)
     };
-    let [q, k, v, out] = ["q_proj", "k_proj", "v_proj", "out_proj"].map(proj);
+    let out = proj("out_proj");
+    // q, k and v stored back to back and projected by one dispatch, as the model does.
+    let tensors = ["q_proj", "k_proj", "v_proj"].map(|n| ckpt.get(&format!("{p}.{n}.weight")).unwrap());
+    let (a_full, in_full) = (tensors[0].shape[0], tensors[0].shape[1]);
+    let stacked: Vec<f32> = tensors.iter().flat_map(|t| t.values.iter().copied()).collect();
+    let stacked_bias: Vec<f32> = ["q_proj", "k_proj", "v_proj"].iter().flat_map(|n| values(ckpt, &format!("{p}.{n}.bias"))).collect();
+    let qkv_w = ctx.upload_matrix("qkv", &stacked, WeightPrecision::F32).unwrap();
+    let qkv_b = ctx.upload_weight("qkv bias", &stacked_bias).unwrap();
     for (e, heads) in [(96usize, 1usize), (96, 2), (64, 2), (128, 2)] {
         let key = format!("attention.e{e}.h{heads}");
         let x = f.get(&format!("{key}.x"));
@@ -361,17 +368,16 @@ fn attention_matches_reference_with_and_without_padding() {
         let a = heads * 64;
         let rows = (batch * frames) as u32;
         let xb = ctx.activation_from("x", x).unwrap();
-        let [qb, kb, vb, ab] = ["q", "k", "v", "a"].map(|n| ctx.activation(n, batch * frames * a).unwrap());
+        let (qkv, ab) = (ctx.activation("qkv", 3 * batch * frames * a).unwrap(), ctx.activation("a", batch * frames * a).unwrap());
         let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
         let y = ctx.activation("y", batch * frames * e).unwrap();
         let got = run(&ctx, &y, batch * frames * e, |s| {
             let input = LinearInput::dense(&xb, rows, e as u32);
-            for ((w, b, stride), dst) in [(&q, &qb), (&k, &kb), (&v, &vb)].map(|(w, d)| (w, d)) {
-                let slice = WeightSlice { weight: w, bias: Some(b), row_stride: *stride, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
-                Linear { input, weight: slice, cols: a as u32, act: Activation::None, y: dst }.record(s);
-            }
-            Attention { q: &qb, k: &kb, v: &vb, lengths: &lb, frames: frames as u32, batch: batch as u32, heads: heads as u32, out: &ab }.record(s);
-            let slice = WeightSlice { weight: &out.0, bias: Some(&out.1), row_stride: out.2, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
+            let rows_map = IndexMap::chunked(a as u32, a_full as u32);
+            let slice = WeightSlice { weight: &qkv_w, bias: Some(&qkv_b), row_stride: in_full as u32, first_row: 0, rows: rows_map, cols: IndexMap::PREFIX };
+            Linear { input, weight: slice, cols: 3 * a as u32, act: Activation::None, y: &qkv }.record(s);
+            Attention { qkv: Qkv::Fused(&qkv), lengths: &lb, frames: frames as u32, batch: batch as u32, heads: heads as u32, out: &ab }.record(s);
+            let slice = WeightSlice { weight: &out.0, bias: Some(&out.1), row_stride: out.2, first_row: 0, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
             let heads_in = LinearInput::dense(&ab, rows, a as u32);
             Linear { input: heads_in, weight: slice, cols: e as u32, act: Activation::None, y: &y }.record(s);
         });
@@ -386,6 +392,7 @@ fn attention_kernel_matches_cpu_reference_on_odd_lengths() {
     let n = batch * frames * heads * 64;
     let (q, k, v) = (random_values(1, n), random_values(2, n), random_values(3, n));
     let lengths = [71u32, 40, 1];
+    let qkv = ctx.activation_from("qkv", &qkv_rows(&q, &k, &v, heads * 64)).unwrap();
     let [qb, kb, vb] = [&q, &k, &v].map(|d| ctx.activation_from("in", d).unwrap());
     let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
     let out = ctx.activation("out", n).unwrap();
@@ -395,8 +402,10 @@ fn attention_kernel_matches_cpu_reference_on_odd_lengths() {
         forms.push(AttentionForm::Subgroup8);
     }
     for form in forms {
-        let got = run(&ctx, &out, n, |s| Attention { q: &qb, k: &kb, v: &vb, lengths: &lb, frames: frames as u32, batch: batch as u32, heads: heads as u32, out: &out }.record_as(s, form));
-        assert_close(&format!("attention {form:?} vs cpu"), &got, &want, 1e-6, 5e-5);
+        for source in [Qkv::Fused(&qkv), Qkv::Separate { q: &qb, k: &kb, v: &vb }] {
+            let got = run(&ctx, &out, n, |s| Attention { qkv: source, lengths: &lb, frames: frames as u32, batch: batch as u32, heads: heads as u32, out: &out }.record_as(s, form));
+            assert_close(&format!("attention {form:?} from {source:?} vs cpu"), &got, &want, 1e-6, 5e-5);
+        }
     }
 }
 
@@ -414,7 +423,7 @@ fn linear_kernel_matches_cpu_reference_on_ragged_shapes() {
     let (xb, wb, bb) = (ctx.activation_from("x", &x).unwrap(), ctx.upload_matrix("w", &w, WeightPrecision::F32).unwrap(), ctx.upload_weight("b", &b).unwrap());
     let y = ctx.activation("y", rows * cols).unwrap();
     let got = run(&ctx, &y, rows * cols, |s| {
-        let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
+        let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, first_row: 0, rows: rows_map, cols: cols_map };
         Linear { input: LinearInput::windows(&xb, rows as u32, depth as u32, 3, 1, 0), weight: slice, cols: cols as u32, act: Activation::Gelu, y: &y }.record(s);
     });
     let want = linear_cpu(&LinearCpu { x: &x, rows, depth, x_row_stride: 3, weight: &w, bias: Some(&b), w_row_stride: in_full, row_map: rows_map, col_map: cols_map, cols, act: Activation::Gelu });
@@ -440,7 +449,7 @@ fn both_linear_forms_match_cpu_reference_on_ragged_aligned_shapes() {
     for precision in [WeightPrecision::F32, WeightPrecision::F16] {
         let wb = ctx.upload_matrix("w", &w, precision).unwrap();
         let stored = stored_values(&w, precision);
-        let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, rows: rows_map, cols: cols_map };
+        let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, first_row: 0, rows: rows_map, cols: cols_map };
         let want: Vec<f32> = (0..batch)
             .flat_map(|u| linear_cpu(&LinearCpu { x: &x[u * batch_stride..], rows, depth, x_row_stride: row_stride, weight: &stored, bias: Some(&b), w_row_stride: in_full, row_map: rows_map, col_map: cols_map, cols, act: Activation::Gelu }))
             .collect();

@@ -18,7 +18,8 @@ struct AttentionParams {
     heads: u32,
     row_stride: u32,
     scale: f32,
-    _pad: [u32; 3],
+    kv_offset: u32,
+    _pad: [u32; 2],
 }
 
 /// How an attention dispatch runs.
@@ -45,7 +46,7 @@ impl AttentionForm {
     }
 }
 
-const PARAMS: ParamsLayout = crate::params_layout!(AttentionParams { frames, batch, heads, row_stride, scale });
+const PARAMS: ParamsLayout = crate::params_layout!(AttentionParams { frames, batch, heads, row_stride, scale, kv_offset });
 
 /// [`AttentionForm::PerQuery`].
 pub static PER_QUERY: Kernel = Kernel::new(ATTENTION, &[], "attention", PARAMS);
@@ -59,13 +60,21 @@ pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
     [&PER_QUERY, &FLASH, &SUBGROUP8].into_iter()
 }
 
-/// out = softmax(q k^T / 8, keys < length) v per head, for q, k, v [batch * frames, heads * 64].
+/// Where attention finds its queries, keys and values, each [batch * frames, heads * 64].
+#[derive(Debug, Clone, Copy)]
+pub enum Qkv<'a> {
+    /// One buffer whose rows hold a query, its key and its value, as the fused projection
+    /// writes them (see [`qkv_rows`]).
+    Fused(&'a wgpu::Buffer),
+    /// Three buffers (when the fused one would be over the binding limit).
+    Separate { q: &'a wgpu::Buffer, k: &'a wgpu::Buffer, v: &'a wgpu::Buffer },
+}
+
+/// out = softmax(q k^T / 8, keys < length) v per head, into `out` [batch * frames, heads * 64].
 /// `lengths` holds one u32 per utterance: its keys at or past that index are padding.
 #[derive(Debug, Clone, Copy)]
 pub struct Attention<'a> {
-    pub q: &'a wgpu::Buffer,
-    pub k: &'a wgpu::Buffer,
-    pub v: &'a wgpu::Buffer,
+    pub qkv: Qkv<'a>,
     pub lengths: &'a wgpu::Buffer,
     pub frames: u32,
     pub batch: u32,
@@ -81,15 +90,13 @@ impl Attention<'_> {
 
     /// Queues the dispatch in a given form.
     pub fn record_as(&self, stream: &mut CommandStream, form: AttentionForm) {
-        let Attention { q, k, v, lengths, frames, batch, heads, out } = *self;
-        let params = AttentionParams {
-            frames,
-            batch,
-            heads,
-            row_stride: heads * HEAD_DIM,
-            scale: 1.0 / (HEAD_DIM as f32).sqrt(),
-            _pad: [0; 3],
+        let Attention { qkv, lengths, frames, batch, heads, out } = *self;
+        let a = heads * HEAD_DIM;
+        let (q, k, v, row_stride, kv_offset) = match qkv {
+            Qkv::Fused(b) => (b, b, b, 3 * a, a),
+            Qkv::Separate { q, k, v } => (q, k, v, a, 0),
         };
+        let params = AttentionParams { frames, batch, heads, row_stride, scale: 1.0 / (HEAD_DIM as f32).sqrt(), kv_offset, _pad: [0; 2] };
         let (kernel, per_group) = match form {
             AttentionForm::PerQuery => (&PER_QUERY, 64),
             AttentionForm::Flash => (&FLASH, 64),
@@ -100,6 +107,11 @@ impl Attention<'_> {
         let (rows, a) = (batch as f64 * frames as f64, (heads * HEAD_DIM) as f64);
         stream.cost(4.0 * rows * frames as f64 * a, 4.0 * 4.0 * rows * a);
     }
+}
+
+/// The rows of [`Attention`]'s `qkv` from separate q, k and v of `width` floats per row.
+pub fn qkv_rows(q: &[f32], k: &[f32], v: &[f32], width: usize) -> Vec<f32> {
+    q.chunks(width).zip(k.chunks(width)).zip(v.chunks(width)).flat_map(|((q, k), v)| q.iter().chain(k).chain(v).copied()).collect()
 }
 
 /// CPU reference of [`Attention`], in f64.

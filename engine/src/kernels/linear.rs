@@ -36,6 +36,9 @@ pub struct WeightSlice<'a> {
     pub bias: Option<&'a wgpu::Buffer>,
     /// Row length of the full weight (`in_full`).
     pub row_stride: u32,
+    /// Where the slice's rows start in the weight buffer: 0, or the first row of one of
+    /// several weights stored back to back.
+    pub first_row: u32,
     pub rows: IndexMap,
     pub cols: IndexMap,
 }
@@ -87,10 +90,12 @@ struct LinearParams {
     flags: u32,
     x_batch_stride: u32,
     y_batch_stride: u32,
+    first_row: u32,
+    _pad: [u32; 3],
 }
 
 const PARAMS: ParamsLayout = crate::params_layout!(LinearParams {
-    rows, cols, depth, x_row_stride, w_row_stride, row_chunk, row_chunk_stride, col_chunk, col_chunk_stride, flags, x_batch_stride, y_batch_stride
+    rows, cols, depth, x_row_stride, w_row_stride, row_chunk, row_chunk_stride, col_chunk, col_chunk_stride, flags, x_batch_stride, y_batch_stride, first_row
 });
 
 const COMMON_F32: &[Source] = &[GELU, WEIGHTS_F32, LINEAR_COMMON];
@@ -252,6 +257,8 @@ impl Linear<'_> {
             flags: u32::from(w.bias.is_some()) | if act == Activation::Gelu { 2 } else { 0 },
             x_batch_stride: input.batch_stride,
             y_batch_stride: input.rows * cols,
+            first_row: w.first_row,
+            _pad: [0; 3],
         };
         let empty = stream.context().empty.clone();
         let bias = w.bias.unwrap_or(&empty);

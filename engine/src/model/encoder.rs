@@ -7,8 +7,8 @@ use super::weights::{Dense, Norm};
 use crate::checkpoint::{exported, Checkpoint, CheckpointError, TensorData};
 use crate::error::Result;
 use crate::gpu::{Arena, CommandStream, GpuContext, Precision, WeightMatrix};
-use crate::kernels::attention::{Attention, HEAD_DIM};
-use crate::kernels::linear::{conv_weight_frame_major, Activation, IndexMap, Linear, LinearInput};
+use crate::kernels::attention::{Attention, Qkv, HEAD_DIM};
+use crate::kernels::linear::{conv_weight_frame_major, Activation, IndexMap, Linear, LinearInput, WeightSlice};
 use crate::kernels::norm::LayerNorm;
 use crate::kernels::pos_conv::{weight_norm_scales, PosConvResidual, PosConvShape};
 use crate::supernet::{LayerChoice, SupernetDims};
@@ -102,9 +102,7 @@ pub(super) struct EncoderPass<'a> {
     plan: &'a ForwardPlan,
     dims: &'a SupernetDims,
     lengths: &'a wgpu::Buffer,
-    q: wgpu::Buffer,
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
+    qkv: QkvBuffers,
     heads_out: wgpu::Buffer,
     attn_proj: wgpu::Buffer,
     after_attn: wgpu::Buffer,
@@ -123,9 +121,11 @@ impl<'a> EncoderPass<'a> {
             plan,
             dims,
             lengths,
-            q: arena.activation("q", rows * a)?,
-            k: arena.activation("k", rows * a)?,
-            v: arena.activation("v", rows * a)?,
+            qkv: if plan.fused_qkv {
+                QkvBuffers::Fused(arena.activation("qkv", rows * 3 * a)?)
+            } else {
+                QkvBuffers::Separate(["q", "k", "v"].map(|n| arena.activation(n, rows * a)).into_iter().collect::<std::result::Result<Vec<_>, _>>()?)
+            },
             heads_out: arena.activation("attention", rows * a)?,
             attn_proj: arena.activation("out_proj", rows * e)?,
             after_attn: arena.activation("after_attention", rows * e)?,
@@ -140,10 +140,19 @@ impl<'a> EncoderPass<'a> {
     }
 }
 
+/// Where a layer's projections put q, k and v for attention.
+enum QkvBuffers {
+    /// One buffer, each row a query, its key and its value: one dispatch writes them all.
+    Fused(wgpu::Buffer),
+    /// q, k and v apart, when one buffer of all three would be over the limit.
+    Separate(Vec<wgpu::Buffer>),
+}
+
 pub(super) struct EncoderLayer {
-    q: Dense,
-    k: Dense,
-    v: Dense,
+    /// q, k and v: three supernet tensors stored back to back, projected by one dispatch.
+    qkv: Dense,
+    /// Rows of each of the three in the supernet (its widest attention).
+    attention_full: u32,
     out: Dense,
     attn_norm: Norm,
     fc1: Dense,
@@ -157,9 +166,8 @@ impl EncoderLayer {
         let (e, a, f) = (dims.embed, dims.layer_widths[l].attention, dims.layer_widths[l].ffn);
         let dense = |name: &str, out, inp| Dense::load(ctx, ckpt, &format!("{p}.{name}"), out, inp, precision);
         Ok(EncoderLayer {
-            q: dense("self_attn.q_proj", a, e)?,
-            k: dense("self_attn.k_proj", a, e)?,
-            v: dense("self_attn.v_proj", a, e)?,
+            qkv: Dense::load_stacked(ctx, ckpt, &["q_proj", "k_proj", "v_proj"].map(|n| format!("{p}.self_attn.{n}")), a, e, precision)?,
+            attention_full: a as u32,
             out: dense("self_attn.out_proj", e, a)?,
             attn_norm: Norm::load(ctx, ckpt, &format!("{p}.self_attn_layer_norm"), e)?,
             fc1: dense("fc1", f, e)?,
@@ -177,10 +185,23 @@ impl EncoderLayer {
 
         s.scope(format!("layer {n} attention"));
         let input = LinearInput::dense(hidden, rows, e);
-        for (proj, y) in [(&self.q, &pass.q), (&self.k, &pass.k), (&self.v, &pass.v)] {
-            Linear { input, weight: proj.prefix(), cols: a, act: Activation::None, y }.record(s);
-        }
-        Attention { q: &pass.q, k: &pass.k, v: &pass.v, lengths: pass.lengths, frames: plan.frames, batch: plan.batch, heads: choice.heads as u32, out: &pass.heads_out }.record(s);
+        let qkv = match &pass.qkv {
+            QkvBuffers::Fused(y) => {
+                // The first `a` rows of each of q, k and v: row n of the stacked weight's slice
+                // is row n % a of tensor n / a.
+                let weight = self.qkv.slice(IndexMap::chunked(a, self.attention_full), IndexMap::PREFIX);
+                Linear { input, weight, cols: 3 * a, act: Activation::None, y }.record(s);
+                Qkv::Fused(y)
+            }
+            QkvBuffers::Separate(buffers) => {
+                for (i, y) in buffers.iter().enumerate() {
+                    let weight = WeightSlice { first_row: i as u32 * self.attention_full, ..self.qkv.prefix() };
+                    Linear { input, weight, cols: a, act: Activation::None, y }.record(s);
+                }
+                Qkv::Separate { q: &buffers[0], k: &buffers[1], v: &buffers[2] }
+            }
+        };
+        Attention { qkv, lengths: pass.lengths, frames: plan.frames, batch: plan.batch, heads: choice.heads as u32, out: &pass.heads_out }.record(s);
         let heads = LinearInput::dense(&pass.heads_out, rows, a);
         Linear { input: heads, weight: self.out.prefix(), cols: e, act: Activation::None, y: &pass.attn_proj }.record(s);
         LayerNorm { x: hidden, residual: Some(&pass.attn_proj), affine: self.attn_norm.affine(), rows, width: e, gelu: false, y: &pass.after_attn }.record(s);

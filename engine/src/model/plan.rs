@@ -39,12 +39,15 @@ pub(super) struct ForwardPlan {
     pub extractor: ExtractorPlan,
     pub embed: u32,
     pub conv_channels: u32,
-    /// q, k, v and attention output width of the widest kept layer.
+    /// Attention width of the widest kept layer (heads * 64; q, k and v together are 3 times).
     pub attention_width: u32,
     /// FFN width of the widest kept layer.
     pub ffn_width: u32,
     /// Rows per FFN block: all of them when the FFN's hidden layer fits one buffer.
     pub ffn_rows: u32,
+    /// q, k and v come from one dispatch into one buffer, unless that buffer would be over the
+    /// limit (very long audio); then from three into three.
+    pub fused_qkv: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +101,9 @@ impl ForwardPlan {
         } else {
             (limits.values() / ffn_width.max(e) as u64).clamp(1, rows.max(1) as u64) as u32
         };
+        let fused_qkv = rows as u64 * 3 * attention_width as u64 <= limits.values();
         Ok(ForwardPlan {
+            fused_qkv,
             batch: batch as u32,
             longest: longest as u32,
             frames,
@@ -132,6 +137,9 @@ impl ForwardPlan {
         }
         let widest = [self.conv_channels, self.embed, self.attention_width].into_iter().max().unwrap_or(1) as u64;
         sizes.push(rows * widest);
+        if self.fused_qkv {
+            sizes.push(rows * 3 * self.attention_width as u64);
+        }
         sizes.push(self.ffn_rows as u64 * self.ffn_width.max(self.embed) as u64);
         sizes
     }

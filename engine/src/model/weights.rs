@@ -48,13 +48,31 @@ impl Dense {
         })
     }
 
+    /// Several linear layers of the same shape, `{prefix}.weight` [out, inp] and `{prefix}.bias`
+    /// [out] for each prefix, stored back to back as one [n * out, inp] weight and one bias:
+    /// each stays the supernet tensor it is, and one dispatch can read all of them (q, k and v).
+    pub fn load_stacked(ctx: &GpuContext, ckpt: &Checkpoint, prefixes: &[String], out: usize, inp: usize, precision: Precision) -> Result<Dense> {
+        let mut weights = Vec::with_capacity(prefixes.len() * out * inp);
+        let mut biases = Vec::with_capacity(prefixes.len() * out);
+        for prefix in prefixes {
+            weights.extend_from_slice(&ckpt.tensor(&format!("{prefix}.weight"), &[out, inp])?.values);
+            biases.extend_from_slice(&ckpt.tensor(&format!("{prefix}.bias"), &[out])?.values);
+        }
+        let label = prefixes.join(" + ");
+        Ok(Dense {
+            weight: gemm_weight(ctx, &format!("{label} weights"), &weights, precision)?,
+            bias: Some(ctx.upload_weight(&format!("{label} biases"), &biases)?),
+            in_full: inp as u32,
+        })
+    }
+
     /// The first rows and columns: a subnet's slice of every layer but the FFN.
     pub fn prefix(&self) -> WeightSlice<'_> {
         self.slice(IndexMap::PREFIX, IndexMap::PREFIX)
     }
 
     pub fn slice(&self, rows: IndexMap, cols: IndexMap) -> WeightSlice<'_> {
-        WeightSlice { weight: &self.weight, bias: self.bias.as_ref(), row_stride: self.in_full, rows, cols }
+        WeightSlice { weight: &self.weight, bias: self.bias.as_ref(), row_stride: self.in_full, first_row: 0, rows, cols }
     }
 }
 
