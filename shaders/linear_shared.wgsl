@@ -53,16 +53,25 @@ fn linear_shared(@builtin(workgroup_id) wid: vec3<u32>,
 
     var c = mat4x4<f32>();
     let depth4 = p.depth / 4u;
+    // Whole steps load without checks; only the last, partial step (depth not a multiple of
+    // 16) checks and zero-fills the vec4s past the depth.
+    let whole = depth4 - depth4 % STEP4;
     for (var k4 = 0u; k4 < depth4; k4 += STEP4) {
+        let tail = k4 >= whole;
         for (var e = 0u; e < STAGED; e++) {
             let entry = l + e * LANES * LANES;
             let slot = entry / STEP4;
             let part = entry % STEP4;
             let kv = k4 + part;
-            let live = kv < depth4;
-            let kc = min(kv, depth4 - 1u);
-            xs[part * BLOCK + slot] = select(Stage4(0.0), stage(x[x_rows[e] + kc]), live);
-            ws[part * BLOCK + slot] = select(Stage4(0.0), stage(weight4(w_rows[e] + weight_col(kc * 4u) / 4u)), live);
+            if (!tail) {
+                xs[part * BLOCK + slot] = stage(x[x_rows[e] + kv]);
+                ws[part * BLOCK + slot] = stage(weight4(w_rows[e] + weight_col(kv * 4u) / 4u));
+            } else {
+                let live = kv < depth4;
+                let kc = min(kv, depth4 - 1u);
+                xs[part * BLOCK + slot] = select(Stage4(0.0), stage(x[x_rows[e] + kc]), live);
+                ws[part * BLOCK + slot] = select(Stage4(0.0), stage(weight4(w_rows[e] + weight_col(kc * 4u) / 4u)), live);
+            }
         }
         workgroupBarrier();
         for (var q = 0u; q < STEP4; q++) {
