@@ -41,6 +41,15 @@ fn key_offset() -> u32 {
     return p.kv_offset / 4u;
 }
 
+// The query that starts at vec4 `q_base`, times the softmax scale.
+fn scaled_query(q_base: u32) -> array<vec4<f32>, 16> {
+    var qh: array<vec4<f32>, 16>;
+    for (var d = 0u; d < VEC_PER_HEAD; d++) {
+        qh[d] = q[q_base + d] * p.scale;
+    }
+    return qh;
+}
+
 fn out_at(r: u32, head_off: u32) -> u32 {
     return r * p.heads * VEC_PER_HEAD + head_off;
 }
@@ -57,12 +66,9 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
     let head_off = h * VEC_PER_HEAD;
     let q_base = q_at(b * p.frames + t, head_off);
     let k_off = key_offset();
-    var qh: array<vec4<f32>, 16>;
+    var qh = scaled_query(q_base);
+    // Function-scope variables start at zero.
     var acc: array<vec4<f32>, 16>;
-    for (var d = 0u; d < VEC_PER_HEAD; d++) {
-        qh[d] = q[q_base + d] * p.scale;
-        acc[d] = vec4<f32>(0.0);
-    }
     var running_max = -3.0e38;
     var denom = 0.0;
     let keys = min(lengths[b], p.frames);

@@ -24,12 +24,9 @@ fn attention_flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let row = b * p.frames + min(t, p.frames - 1u);
     let q_base = q_at(row, head_off);
     let k_off = key_offset();
-    var qh: array<vec4<f32>, 16>;
+    var qh = scaled_query(q_base);
+    // Function-scope variables start at zero.
     var acc: array<vec4<f32>, 16>;
-    for (var d = 0u; d < VEC_PER_HEAD; d++) {
-        qh[d] = q[q_base + d] * p.scale;
-        acc[d] = vec4<f32>(0.0);
-    }
     var running_max = -3.0e38;
     var denom = 0.0;
     let keys = min(lengths[b], p.frames);
