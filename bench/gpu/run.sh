@@ -6,8 +6,10 @@
 #   fidelity-*.log    every end-to-end fixture and every kernel form on this GPU, both kernel
 #                     families, every precision (the kernels-tests binaries)
 #   *.md, *.jsonl     lighthubert-bench: small default/min, base default/max at 1, 4, 10, 30 s,
-#                     beside the authors' PyTorch on CUDA in fp32 (the ratio), TF32 and fp16 autocast
-#   profile-*.md/json lighthubert profile tables and Chrome traces
+#                     beside the authors' PyTorch on CUDA in fp32 (the ratio), TF32 and fp16 autocast;
+#                     then ours with f16 weights in f16 and f16-matrix arithmetic
+#   profile-*.md/json lighthubert profile tables and Chrome traces (matrix-profile-*: on
+#                     matrix units, --math f16-matrix)
 #   gemm.md           the GEMM's achieved share of the card's fp32 peak
 #   run.log           this script's own log
 # Budget: under 8 minutes on an H100/H200. `--dry-run` runs the same steps on this machine's
@@ -75,6 +77,16 @@ for c in "${cases[@]}"; do
         --with-pytorch --python "$PYTHON" --pytorch-device $device --pytorch-precision $precisions
 done
 
+step "f16 arithmetic: staged tiles (f16) and matrix units (f16-matrix, refused where absent)"
+for math in f16 f16-matrix; do
+    for c in "${cases[@]}"; do
+        space="${c%% *}"; subnets="${c#* }"
+        "$bin/lighthubert-bench" --checkpoint "$ckpts/$space.pt" --subnets "$subnets" --seconds "$seconds" \
+            --runs $runs --random 0 --no-dense --no-switch --out-dir "$OUT" --weights f16 --math $math \
+            || echo "lighthubert-bench --math $math: refused or failed (above)"
+    done
+done
+
 step "profiles"
 for c in "${cases[@]}"; do
     space="${c%% *}"
@@ -85,6 +97,11 @@ for c in "${cases[@]}"; do
                 --trace "$OUT/$name.json" --force > "$OUT/$name.md" 2>&1 || echo "$name failed"
         done
     done
+    # The longest input on matrix units, for the GEMM's time there (not in gemm.md: its peak
+    # is fp32's).
+    s="${seconds##*,}"; name="matrix-profile-$space-max-${s}s"
+    "$bin/lighthubert" profile --checkpoint "$ckpts/$space.pt" --subnet max --seconds "$s" --weights f16 --math f16-matrix \
+        --trace "$OUT/$name.json" --force > "$OUT/$name.md" 2>&1 || echo "$name refused or failed (see $name.md)"
 done
 
 step "the GEMM against the card's fp32 peak"

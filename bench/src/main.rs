@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use lighthubert::checkpoint::Checkpoint;
-use lighthubert::gpu::{AdapterChoice, GpuContext, WeightPrecision};
+use lighthubert::gpu::{AdapterChoice, Arithmetic, GpuContext, Precision, WeightPrecision};
 use lighthubert::LightHubert;
 use serde_json::{json, Value};
 
@@ -95,6 +95,10 @@ struct Args {
     /// How the weight matrices are stored on the GPU: f32 or f16.
     #[arg(long, default_value = "f32")]
     weights: WeightPrecision,
+    /// Arithmetic of the GEMMs: f32, f16 (SHADER_F16, GPU kernels) or f16-matrix (matrix
+    /// units).
+    #[arg(long, default_value = "f32")]
+    math: Arithmetic,
 }
 
 fn repo_root() -> PathBuf {
@@ -131,21 +135,23 @@ fn engine_benchmarks(args: &Args) -> Res<()> {
     }
     let ctx = Arc::new(GpuContext::new(&AdapterChoice::from_env())?);
     let t = Instant::now();
-    let model = LightHubert::load_with(ctx.clone(), &ckpt, args.weights)?;
+    let model = LightHubert::load_with(ctx.clone(), &ckpt, Precision { weights: args.weights, math: args.math })?;
     let load_s = t.elapsed().as_secs_f64();
 
     let info = &ctx.adapter_info;
     let (date, mut common) = report::provenance(&ctx, &repo, &command);
     common.insert("checkpoint".into(), path.display().to_string().into());
     common.insert("weights".into(), args.weights.name().into());
+    common.insert("math".into(), args.math.name().into());
     let out_dir = args.out_dir.clone().unwrap_or_else(|| repo.join("bench/results"));
     let mut rep = Report::create(&out_dir, &date, &info.name, common)?;
 
     rep.line(format!("## {} on {}", path.file_name().and_then(|s| s.to_str()).unwrap_or("?"), ctx.describe()));
+    rep.line(format!("Device: {}.", ctx.capabilities()));
     rep.line("");
     rep.line(format!("- command: `{command}`"));
     rep.line(format!("- date {}, commit {}, {} timed runs after {} warm-up", rep.common["date"], rep.common["git_commit"], args.runs, args.warmup));
-    rep.line(format!("- weights stored as {}, f32 arithmetic; kernel family {:?}", args.weights.name(), ctx.kernel_family));
+    rep.line(format!("- weights stored as {}, {} arithmetic; kernel family {:?}", args.weights.name(), args.math.name(), ctx.kernel_family));
     rep.line(format!(
         "- checkpoint: {} wide, {} FFN, declares {:?}{}; read {:.1} s, uploaded in {:.1} s ({:.0} MB of weights)",
         model.supernet().dims.embed,

@@ -55,7 +55,7 @@ pub fn gpu() -> Arc<GpuContext> {
         let ctx = GpuContext::new(&AdapterChoice::from_env()).unwrap_or_else(|e| {
             panic!("these tests need a GPU adapter (in CI: lavapipe from mesa-vulkan-drivers): {e}")
         });
-        eprintln!("adapter: {}", ctx.describe());
+        eprintln!("adapter: {} ({})", ctx.describe(), ctx.capabilities());
         Arc::new(ctx)
     })
     .clone()

@@ -37,7 +37,7 @@ fn model(name: &str, precision: Precision, other_family: bool) -> (Arc<LightHube
 /// also rounds the GEMMs' inputs and block products: 1.3e-3 to 1.5e-3 and 7.7e-3 to 1.3e-2.
 fn bounds(precision: Precision, checkpoint_stored_in_f16: bool) -> (f64, f64) {
     match (precision.weights, precision.math, checkpoint_stored_in_f16) {
-        (_, Arithmetic::F16, _) => (5e-3, 3e-2),
+        (_, Arithmetic::F16 | Arithmetic::F16Matrix, _) => (5e-3, 3e-2),
         (WeightPrecision::F32, _, _) | (WeightPrecision::F16, _, true) => (REL_L2, MAX_ABS),
         (WeightPrecision::F16, _, false) => (2e-3, 1e-2),
     }
@@ -90,6 +90,23 @@ fn check_f16_arithmetic(case: &str) {
     check_case(case, precision, other);
 }
 
+/// f16 inputs on matrix units, f32 accumulators, in the GEMMs. No lavapipe has matrix units,
+/// so there loading must refuse, naming what is missing; the GPU benchmark runs these cases on
+/// hardware that has them.
+fn check_f16_matrix(case: &str) {
+    let ctx = gpu();
+    let precision = Precision { weights: WeightPrecision::F16, math: Arithmetic::F16Matrix };
+    if !(ctx.matrix_units && ctx.subgroup_size == Some(lighthubert::kernels::linear::MATRIX_SUBGROUP)) {
+        let ckpt = Checkpoint::open(fixtures_dir().join("tiny-default.pt")).unwrap_or_else(|e| panic!("{e}"));
+        let err = LightHubert::load_with(ctx.clone(), &ckpt, precision).err().expect("no matrix units: f16-matrix arithmetic is refused");
+        let message = err.to_string();
+        assert!(matches!(err, lighthubert::Error::Unsupported(_)), "{message}");
+        assert!(message.contains(&ctx.adapter_info.name) && message.contains("matrix units"), "{message}");
+        return;
+    }
+    check_case(case, precision, false);
+}
+
 macro_rules! e2e_cases {
     ($($name:ident => $case:literal,)*) => {
         $(
@@ -119,6 +136,17 @@ macro_rules! e2e_cases {
                 #[test]
                 fn $name() {
                     check_f16_arithmetic($case);
+                }
+            )*
+        }
+
+        /// f16 inputs on matrix units, where the adapter has them.
+        mod f16_matrix {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    check_f16_matrix($case);
                 }
             )*
         }
@@ -162,4 +190,41 @@ e2e_cases! {
     f16_checkpoint_default_subnet => "f16-ckpt-default-subnet",
     f16_checkpoint_mixed_e128_11_layers => "f16-ckpt-mixed-e128-11",
     f16_checkpoint_mixed_e64_10_layers => "f16-ckpt-mixed-e64-10",
+}
+
+/// Parameters as immediates (the default where the adapter has them) and in a uniform buffer
+/// run the same kernels on the same values: the features must be identical bit for bit, in
+/// both kernel families. Where the adapter has no immediates, asking for them is an error.
+#[test]
+fn parameters_as_immediates_or_uniforms_give_identical_features() {
+    use lighthubert::gpu::{AdapterChoice, GpuContext, GpuError};
+    let f = Fixture::load(fixtures_dir().join("e2e").join("default-ckpt-mixed-11.safetensors"));
+    let ckpt = Checkpoint::open(fixture_path(f.meta("checkpoint"))).unwrap_or_else(|e| panic!("{e}"));
+    let subnet = Subnet::from_json(f.meta("subnet")).unwrap_or_else(|e| panic!("{e}"));
+    let features = |kernels: &str, params: &str| {
+        let choice = AdapterChoice { kernels: Some(kernels.into()), params: Some(params.into()), ..AdapterChoice::from_env() };
+        let ctx = Arc::new(GpuContext::new(&choice).unwrap_or_else(|e| panic!("{e}")));
+        let model = LightHubert::load(ctx.clone(), &ckpt).unwrap_or_else(|e| panic!("{e}"));
+        let out = model.forward(&subnet, f.get("waveform"), f.meta("normalize") == "true").unwrap_or_else(|e| panic!("{e}"));
+        (ctx, out.states)
+    };
+    for kernels in ["cpu", "gpu"] {
+        let (ctx, uniform) = features(kernels, "uniform");
+        assert!(!ctx.immediates, "LIGHTHUBERT_PARAMS=uniform");
+        // Unset, the setting takes immediates wherever the adapter offers them.
+        let by_default = GpuContext::new(&AdapterChoice { kernels: Some(kernels.into()), params: None, ..AdapterChoice::from_env() });
+        if !by_default.unwrap_or_else(|e| panic!("{e}")).immediates {
+            let choice = AdapterChoice { kernels: Some(kernels.into()), params: Some("immediate".into()), ..AdapterChoice::from_env() };
+            let err = GpuContext::new(&choice).err().expect("no immediates on this adapter: asking for them is an error");
+            assert!(matches!(err, GpuError::BadSetting { name: "LIGHTHUBERT_PARAMS", .. }), "{err}");
+            continue;
+        }
+        let (ctx, immediate) = features(kernels, "immediate");
+        assert!(ctx.immediates);
+        for (i, (a, b)) in uniform.iter().zip(&immediate).enumerate() {
+            assert_close(&format!("hidden.{i} ({kernels} kernels, uniform params)"), a, f.get(&format!("hidden.{i}")), REL_L2, MAX_ABS);
+            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "hidden.{i} ({kernels} kernels): immediates and uniforms differ");
+        }
+        assert_eq!(uniform.len(), immediate.len());
+    }
 }

@@ -9,7 +9,7 @@ use kernels_tests::{assert_close, fixture_path, fixtures_dir, gpu, random_values
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{stored_values, Arithmetic, CommandStream, GpuContext, WeightMatrix, WeightPrecision};
 use lighthubert::kernels::attention::{attention_cpu, qkv_rows, Attention, AttentionForm, Qkv};
-use lighthubert::kernels::linear::{conv_weight_frame_major, linear_cpu, Activation, IndexMap, Linear, LinearCpu, LinearForm, LinearInput, WeightSlice};
+use lighthubert::kernels::linear::{conv_weight_frame_major, linear_cpu, Activation, IndexMap, Linear, LinearCpu, LinearForm, LinearInput, WeightSlice, MATRIX_SUBGROUP};
 use lighthubert::kernels::norm::{group_norm_time_cpu, layer_norm_cpu, Affine, GroupNormTime, LayerNorm, LayerNormForm};
 use lighthubert::kernels::pointwise::{gelu_cpu, gelu_inplace};
 use lighthubert::kernels::pos_conv::{pos_conv_residual_cpu, PosConvResidual, weight_norm_dim2, weight_norm_scales, PosConvForm, PosConvShape};
@@ -461,12 +461,18 @@ fn both_linear_forms_match_cpu_reference_on_ragged_aligned_shapes() {
         }
         // f16 arithmetic (the GPU GEMM on SHADER_F16 adapters): x rounds to f16 and each
         // 4-deep block product runs in f16: 2e-4 relative L2 measured, up to 0.04 absolute on
-        // outputs that reach 30. Slicing errors would be O(1) relative.
+        // outputs that reach 30. Slicing errors would be O(1) relative. Matrix units (where
+        // the adapter has them: no lavapipe does) round x and the weights to f16 and
+        // accumulate in f32, within the same bounds.
         if ctx.shader_f16 {
             let mut half = ctx.upload_matrix("w", &w, precision).unwrap();
             half.math = Arithmetic::F16;
             let slice = WeightSlice { weight: &half, ..slice };
-            for form in [LinearForm::Shared64, LinearForm::Shared32] {
+            let mut forms = vec![LinearForm::Shared64, LinearForm::Shared32];
+            if ctx.matrix_units && ctx.subgroup_size == Some(MATRIX_SUBGROUP) {
+                forms.push(LinearForm::Matrix);
+            }
+            for form in forms {
                 let got = run(&ctx, &y, batch * rows * cols, |s| Linear { input, weight: slice, cols: cols as u32, act: Activation::Gelu, y: &y }.record_as(s, form));
                 assert_close(&format!("linear {form:?} {precision:?}, f16 arithmetic vs cpu"), &got, &want, 1e-3, 0.1);
             }

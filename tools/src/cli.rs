@@ -23,6 +23,11 @@ pub enum Math {
     /// f16 products with f32 accumulation, on adapters with SHADER_F16 running the GPU
     /// kernels; about 1e-3 relative error (README: fidelity).
     F16,
+    /// f16 products on matrix units (tensor cores) with f32 accumulation, for the GEMMs, on
+    /// adapters that offer wgpu's 16x16 f16 cooperative matrices with subgroups of 32
+    /// (NVIDIA's Vulkan driver); refused elsewhere.
+    #[value(name = "f16-matrix")]
+    F16Matrix,
 }
 
 /// `--weights` and `--math` together.
@@ -35,6 +40,7 @@ pub fn precision(weights: Weights, math: Math) -> Precision {
         math: match math {
             Math::F32 => Arithmetic::F32,
             Math::F16 => Arithmetic::F16,
+            Math::F16Matrix => Arithmetic::F16Matrix,
         },
     }
 }

@@ -65,6 +65,7 @@ pub fn profile(args: ProfileArgs) -> Result<(), CliError> {
         println!("NOTE: bundled demo checkpoint (random weights): timings are real, features are not.");
     }
     println!("adapter    {}", ctx.describe());
+    println!("kernels    {}", ctx.capabilities());
     println!("checkpoint {}", src.label);
     println!("precision  {} weights, {} arithmetic", model.weight_precision().name(), model.precision().math.name());
     println!("subnet     embed {}, {} layers ({} parameters)", subnet.embed_dim, subnet.layer_num, model.supernet().parameter_count(&subnet));

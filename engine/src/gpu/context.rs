@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 
 use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
-use super::GpuError;
+use super::{GpuError, ParamsBinding};
 use crate::parse::UnknownChoice;
 
 /// Which kernel forms a device runs: those written for GPUs (workgroup memory, cooperative
@@ -41,6 +41,10 @@ impl std::str::FromStr for KernelFamily {
 ///   first match in preference order is opened). Unset: index 0.
 /// - `LIGHTHUBERT_KERNELS=gpu|cpu` overrides the kernel family the device type implies (run
 ///   the GPU forms on lavapipe to test them).
+/// - `LIGHTHUBERT_PARAMS=uniform|immediate`: how dispatches hand kernels their parameters.
+///   Unset: as immediates where the adapter offers them, else in a uniform buffer; `uniform`
+///   never uses immediates (to compare, or to step around a driver's bug); `immediate` is an
+///   error on an adapter without them.
 #[derive(Debug, Clone)]
 pub struct AdapterChoice {
     pub backends: wgpu::Backends,
@@ -50,13 +54,16 @@ pub struct AdapterChoice {
     /// `N`, `#N` or a name substring, as `LIGHTHUBERT_ADAPTER` above.
     pub name_filter: Option<String>,
     pub kernels: Option<String>,
+    /// `uniform` or `immediate`, as `LIGHTHUBERT_PARAMS` above.
+    pub params: Option<String>,
 }
 
 impl AdapterChoice {
     pub fn from_env() -> Self {
         // An empty variable is how shells unset one for a single command: read it as unset.
         let setting = |name| std::env::var(name).ok().filter(|s| !s.trim().is_empty());
-        Self::from_settings(setting("WGPU_BACKEND"), setting("LIGHTHUBERT_ADAPTER"), setting("LIGHTHUBERT_KERNELS"))
+        let choice = Self::from_settings(setting("WGPU_BACKEND"), setting("LIGHTHUBERT_ADAPTER"), setting("LIGHTHUBERT_KERNELS"));
+        AdapterChoice { params: setting("LIGHTHUBERT_PARAMS"), ..choice }
     }
 
     /// The choice the three settings make, as if they were `WGPU_BACKEND`,
@@ -68,13 +75,22 @@ impl AdapterChoice {
             // Kept for `new` to report: `from_env` cannot fail, and callers build on it.
             Some(Err(reason)) => (wgpu::Backends::all(), Some(reason)),
         };
-        AdapterChoice { backends, backend_error, name_filter: adapter, kernels }
+        AdapterChoice { backends, backend_error, name_filter: adapter, kernels, params: None }
     }
 }
 
 impl Default for AdapterChoice {
     fn default() -> Self {
         Self::from_env()
+    }
+}
+
+/// A `LIGHTHUBERT_PARAMS` value.
+fn parse_params(setting: &str) -> Result<ParamsBinding, UnknownChoice> {
+    match setting.trim() {
+        "uniform" => Ok(ParamsBinding::Uniform),
+        "immediate" => Ok(ParamsBinding::Immediate),
+        other => Err(UnknownChoice::new("parameter binding", other, "uniform or immediate")),
     }
 }
 
@@ -265,6 +281,12 @@ pub struct GpuContext {
     pub subgroup_size: Option<u32>,
     /// Whether shaders may use f16 arithmetic (SHADER_F16).
     pub shader_f16: bool,
+    /// Whether parameter blocks that fit go as immediates (see [`GpuContext::params_binding`]).
+    pub immediates: bool,
+    /// Whether kernels may multiply on matrix units: the adapter offers wgpu's cooperative
+    /// matrices as 16 x 16 x 16 products of f16 with f32 accumulators (NVIDIA's Vulkan driver
+    /// does; no lavapipe does), and f16 shaders.
+    pub matrix_units: bool,
     pub(crate) pipelines: PipelineCache,
     pub(crate) pool: BufferPool,
     counters: Counters,
@@ -293,6 +315,10 @@ impl GpuContext {
             None => None,
             Some(v) => Some(v.parse().map_err(|e: UnknownChoice| GpuError::BadSetting { name: "LIGHTHUBERT_KERNELS", reason: e.to_string() })?),
         };
+        let params = match &choice.params {
+            None => None,
+            Some(v) => Some(parse_params(v).map_err(|e| GpuError::BadSetting { name: "LIGHTHUBERT_PARAMS", reason: e.to_string() })?),
+        };
         let mut adapters = ordered_adapters(choice)?;
         if adapters.is_empty() {
             return Err(GpuError::NoAdapter { backends: backend_names(choice.backends) });
@@ -300,11 +326,12 @@ impl GpuContext {
         let described: Vec<Described> = adapters.iter().map(|(_, d)| d.clone()).collect();
         let k = pick(choice.name_filter.as_deref(), &described)?;
         let (adapter, _) = adapters.swap_remove(k);
-        Self::from_adapter(adapter, family)
+        Self::from_adapter(adapter, family, params)
     }
 
-    /// Opens `adapter`; `kernels` overrides the kernel family its device type implies.
-    pub fn from_adapter(adapter: wgpu::Adapter, kernels: Option<KernelFamily>) -> Result<Self, GpuError> {
+    /// Opens `adapter`; `kernels` overrides the kernel family its device type implies, `params`
+    /// how parameters are bound (unset: immediates where offered).
+    pub fn from_adapter(adapter: wgpu::Adapter, kernels: Option<KernelFamily>, params: Option<ParamsBinding>) -> Result<Self, GpuError> {
         let adapter_info = adapter.get_info();
         let kernel_family = kernels.unwrap_or(if adapter_info.device_type == wgpu::DeviceType::Cpu {
             KernelFamily::Cpu
@@ -314,9 +341,40 @@ impl GpuContext {
         // Ask for everything the adapter can do: large storage bindings matter for long audio.
         let limits = adapter.limits();
         // Timestamps only serve the profiler; subgroups let CPU kernels share loads; f16
-        // shaders allow f16 arithmetic. Take them where offered.
-        let features = adapter.features()
-            & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16);
+        // shaders allow f16 arithmetic; immediates spare each dispatch a uniform binding.
+        // Take them where offered.
+        let mut features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16 | wgpu::Features::IMMEDIATES);
+        let immediates = match params {
+            None => features.contains(wgpu::Features::IMMEDIATES) && limits.max_immediate_size > 0,
+            Some(ParamsBinding::Uniform) => false,
+            Some(ParamsBinding::Immediate) if features.contains(wgpu::Features::IMMEDIATES) && limits.max_immediate_size > 0 => true,
+            Some(ParamsBinding::Immediate) => {
+                return Err(GpuError::BadSetting {
+                    name: "LIGHTHUBERT_PARAMS",
+                    reason: format!("`immediate`, but {} offers no immediates (use `uniform` or leave it unset)", adapter_info.name),
+                })
+            }
+        };
+        if !immediates {
+            features.remove(wgpu::Features::IMMEDIATES);
+        }
+        let matrix_units = adapter.features().contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+            && features.contains(wgpu::Features::SHADER_F16)
+            && adapter.cooperative_matrix_properties().iter().any(|m| {
+                (m.m_size, m.n_size, m.k_size) == (16, 16, 16)
+                    && m.ab_type == wgpu::CooperativeScalarType::F16
+                    && m.cr_type == wgpu::CooperativeScalarType::F32
+            });
+        let experimental_features = if matrix_units {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            // SAFETY: wgpu marks cooperative matrices experimental: its implementation may
+            // still have bugs. Only the matrix-unit GEMM uses them, and the GPU benchmark
+            // checks its results against the fixtures on the hardware that offers them.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let subgroup_size = (features.contains(wgpu::Features::SUBGROUP)
             && adapter_info.subgroup_min_size == adapter_info.subgroup_max_size)
             .then_some(adapter_info.subgroup_min_size);
@@ -324,6 +382,7 @@ impl GpuContext {
             label: Some("lighthubert"),
             required_features: features,
             required_limits: limits.clone(),
+            experimental_features,
             ..Default::default()
         }))
         .map_err(|e| GpuError::RequestDevice {
@@ -358,6 +417,8 @@ impl GpuContext {
             kernel_family,
             subgroup_size,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            immediates,
+            matrix_units,
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
             counters: Counters::default(),
@@ -417,8 +478,47 @@ impl GpuContext {
     /// kernel's form, say) stalls on shader compilation.
     pub fn build_pipelines(&self, kernels: impl IntoIterator<Item = &'static super::Kernel>) {
         for k in kernels {
-            self.pipelines.get(&self.device, k);
+            self.pipeline(k);
         }
+    }
+
+    /// `kernel`'s compute pipeline, compiled on first use.
+    pub(crate) fn pipeline(&self, kernel: &super::Kernel) -> wgpu::ComputePipeline {
+        self.pipelines.get(&self.device, kernel, self.params_binding(kernel))
+    }
+
+    /// How `kernel` receives its parameters on this device: as immediates where they are on
+    /// and its block fits the adapter's `max_immediate_size` (128 bytes at least on Vulkan,
+    /// and every block is 64 or less), else in a uniform buffer.
+    pub fn params_binding(&self, kernel: &super::Kernel) -> ParamsBinding {
+        if self.immediates && kernel.params.size as u64 <= self.limits.max_immediate_size as u64 {
+            ParamsBinding::Immediate
+        } else {
+            ParamsBinding::Uniform
+        }
+    }
+
+    /// What this device runs with, for benchmark records: the kernel family and the optional
+    /// features the kernels use.
+    pub fn capabilities(&self) -> String {
+        let mut parts = vec![format!("{:?} kernels", self.kernel_family)];
+        if self.shader_f16 {
+            parts.push("f16".into());
+        }
+        let i = &self.adapter_info;
+        if self.device.features().contains(wgpu::Features::SUBGROUP) {
+            parts.push(match self.subgroup_size {
+                Some(n) => format!("subgroups of {n}"),
+                None => format!("subgroups of {}-{}", i.subgroup_min_size, i.subgroup_max_size),
+            });
+        }
+        if self.immediates {
+            parts.push(format!("immediates up to {} B", self.limits.max_immediate_size));
+        }
+        if self.matrix_units {
+            parts.push("f16 matrix units".into());
+        }
+        parts.join(", ")
     }
 
     /// A one-line description of the adapter, for logs and benchmark records.

@@ -20,7 +20,7 @@ pub struct Kernel {
     /// Names this composition among those of the same file ("f16 weights"); empty if it is
     /// the only one.
     pub variant: &'static str,
-    /// The Rust layout of the uniform block at binding 0, held to the WGSL by [`Kernel::check`].
+    /// The Rust layout of the parameter block, held to the WGSL by [`Kernel::check`].
     pub params: ParamsLayout,
     /// The storage precision of the weight matrices it reads, if it reads any.
     pub weights: Option<WeightPrecision>,
@@ -28,12 +28,15 @@ pub struct Kernel {
     pub f16_arithmetic: bool,
     /// Written for subgroups of exactly this size.
     pub subgroup_size: Option<u32>,
+    /// Multiplies on matrix units: 16 x 16 x 16 cooperative matrices, f16 inputs and f32
+    /// accumulators (see [`GpuContext::matrix_units`](super::GpuContext::matrix_units)).
+    pub matrix_units: bool,
 }
 
 impl Kernel {
     /// A kernel with no weights, f32 arithmetic and no subgroup operations.
     pub const fn new(shader: Source, preludes: &'static [Source], entry_point: &'static str, params: ParamsLayout) -> Kernel {
-        Kernel { entry_point, shader, preludes, variant: "", params, weights: None, f16_arithmetic: false, subgroup_size: None }
+        Kernel { entry_point, shader, preludes, variant: "", params, weights: None, f16_arithmetic: false, subgroup_size: None, matrix_units: false }
     }
 
     /// Reads weight matrices stored in `precision`; names the variant after it.
@@ -49,7 +52,11 @@ impl Kernel {
         Kernel { subgroup_size: Some(size), ..self }
     }
 
-    /// The full WGSL module: preludes first, then the file.
+    pub const fn with_matrix_units(self) -> Kernel {
+        Kernel { matrix_units: true, ..self }
+    }
+
+    /// The full WGSL module: preludes first, then the file, its parameters in a uniform.
     pub fn composed(&self) -> String {
         let mut s = String::new();
         for p in self.preludes {
@@ -58,6 +65,17 @@ impl Kernel {
         }
         s.push_str(self.shader.text);
         s
+    }
+
+    /// The module with its parameter block bound as `binding` asks. Every shader declares the
+    /// block once as [`UNIFORM_PARAMS`]; immediates swap that declaration for
+    /// [`IMMEDIATE_PARAMS`], so one WGSL file serves both.
+    pub fn composed_for(&self, binding: ParamsBinding) -> String {
+        let source = self.composed();
+        match binding {
+            ParamsBinding::Uniform => source,
+            ParamsBinding::Immediate => source.replacen(UNIFORM_PARAMS, IMMEDIATE_PARAMS, 1),
+        }
     }
 
     /// The module's name: the file, with the variant if there is one.
@@ -85,31 +103,44 @@ impl Kernel {
     }
 
     /// Checks the kernel without a GPU: the composed module parses and validates with naga, the
-    /// entry point exists, and the uniform struct at binding 0 has the size and field offsets
+    /// entry point exists, and the parameter struct has the size and field offsets
     /// of [`Kernel::params`] (fields named `_...` are padding, covered by the size).
+    /// Both ways of binding the parameters are checked: as a uniform and as immediates.
     pub fn check(&self) -> Result<(), KernelCheckError> {
         let err = |problem: KernelProblem| KernelCheckError { kernel: format!("{} in {}", self.entry_point, self.module_label()), problem };
-        let source = self.composed();
-        let module = naga::front::wgsl::parse_str(&source).map_err(|e| err(KernelProblem::Parse(e.emit_to_string(&source))))?;
+        let declarations = self.composed().matches(UNIFORM_PARAMS).count();
+        if declarations != 1 {
+            return Err(err(KernelProblem::ParamsDeclarations(declarations)));
+        }
+        for binding in [ParamsBinding::Uniform, ParamsBinding::Immediate] {
+            self.check_as(binding).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn check_as(&self, binding: ParamsBinding) -> Result<(), KernelProblem> {
+        let source = self.composed_for(binding);
+        let module = naga::front::wgsl::parse_str(&source).map_err(|e| KernelProblem::Parse(e.emit_to_string(&source)))?;
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
             .validate(&module)
-            .map_err(|e| err(KernelProblem::Invalid(e.emit_to_string(&source))))?;
+            .map_err(|e| KernelProblem::Invalid(e.emit_to_string(&source)))?;
         if !module.entry_points.iter().any(|e| e.name == self.entry_point) {
-            return Err(err(KernelProblem::NoEntryPoint));
+            return Err(KernelProblem::NoEntryPoint);
         }
-        let uniform = module
-            .global_variables
-            .iter()
-            .map(|(_, v)| v)
-            .find(|v| v.space == naga::AddressSpace::Uniform && v.binding.as_ref().is_some_and(|b| b.group == 0 && b.binding == 0))
-            .ok_or_else(|| err(KernelProblem::NoParams))?;
-        let ty = &module.types[uniform.ty];
+        let is_params = |v: &naga::GlobalVariable| match binding {
+            ParamsBinding::Uniform => {
+                v.space == naga::AddressSpace::Uniform && v.binding.as_ref().is_some_and(|b| b.group == 0 && b.binding == 0)
+            }
+            ParamsBinding::Immediate => v.space == naga::AddressSpace::Immediate,
+        };
+        let block = module.global_variables.iter().map(|(_, v)| v).find(|v| is_params(v)).ok_or(KernelProblem::NoParams)?;
+        let ty = &module.types[block.ty];
         let name = ty.name.clone().unwrap_or_default();
         let naga::TypeInner::Struct { members, span } = &ty.inner else {
-            return Err(err(KernelProblem::Params(format!("the uniform {name} is not a struct"))));
+            return Err(KernelProblem::Params(format!("the parameter block {name} is not a struct")));
         };
         let p = &self.params;
-        let mismatch = |detail: String| Err(err(KernelProblem::Params(detail)));
+        let mismatch = |detail: String| Err(KernelProblem::Params(detail));
         if name != p.name {
             return mismatch(format!("the shader's parameter struct is {name}, the Rust one {}", p.name));
         }
@@ -131,6 +162,22 @@ impl Kernel {
         }
         Ok(())
     }
+}
+
+/// How every shader declares its parameter block (a struct named after [`ParamsLayout::name`]).
+pub const UNIFORM_PARAMS: &str = "@group(0) @binding(0) var<uniform> p:";
+/// The same block as immediate data.
+const IMMEDIATE_PARAMS: &str = "var<immediate> p:";
+
+/// How a dispatch hands a kernel its parameter block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParamsBinding {
+    /// A slice of the command stream's uniform buffer at group 0, binding 0: every adapter.
+    Uniform,
+    /// Immediate data (Vulkan push constants) set in the pass before the dispatch: no buffer
+    /// to write and read back through a descriptor, where the adapter offers `IMMEDIATES` and
+    /// the block fits its `max_immediate_size`.
+    Immediate,
 }
 
 /// A `#[repr(C)]` parameter block as Rust lays it out: its size and each named field's offset.
@@ -171,8 +218,10 @@ pub enum KernelProblem {
     Invalid(String),
     #[error("no such entry point in the module")]
     NoEntryPoint,
-    #[error("no uniform parameter block at group 0, binding 0")]
+    #[error("no parameter block (a uniform at group 0, binding 0, or immediates)")]
     NoParams,
+    #[error("the module declares `{UNIFORM_PARAMS}` {0} times, not once")]
+    ParamsDeclarations(usize),
     #[error("the parameter block differs: {0}")]
     Params(String),
 }

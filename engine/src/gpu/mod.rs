@@ -10,7 +10,7 @@ mod stream;
 mod weights;
 
 pub use context::{host_vec, list_adapters, AdapterChoice, BackendError, Counters, GpuContext, KernelFamily};
-pub use kernel::{Kernel, KernelCheckError, KernelProblem, ParamsLayout};
+pub use kernel::{Kernel, KernelCheckError, KernelProblem, ParamsBinding, ParamsLayout, UNIFORM_PARAMS};
 /// The WGSL files, embedded at build time by the `lighthubert-shaders` crate.
 pub use lighthubert_shaders as sources;
 pub use pool::Arena;

@@ -1,10 +1,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::Kernel;
+use super::{Kernel, ParamsBinding};
 
 /// Pipelines are compiled on first use and kept for the life of the device; kernels that
-/// compose the same module share its compiled shader.
+/// compose the same module share its compiled shader. A device binds each kernel's parameters
+/// one way only ([`GpuContext::params_binding`](super::GpuContext::params_binding)), so the
+/// binding is not part of the key.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<(&'static str, &'static str), wgpu::ShaderModule>>,
@@ -12,7 +14,7 @@ pub(crate) struct PipelineCache {
 }
 
 impl PipelineCache {
-    pub fn get(&self, device: &wgpu::Device, kernel: &Kernel) -> wgpu::ComputePipeline {
+    pub fn get(&self, device: &wgpu::Device, kernel: &Kernel, binding: ParamsBinding) -> wgpu::ComputePipeline {
         let mut pipelines = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = pipelines.get(&kernel.key()) {
             return p.clone();
@@ -24,7 +26,7 @@ impl PipelineCache {
                 .or_insert_with(|| {
                     device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(&kernel.module_label()),
-                        source: wgpu::ShaderSource::Wgsl(kernel.composed().into()),
+                        source: wgpu::ShaderSource::Wgsl(kernel.composed_for(binding).into()),
                     })
                 })
                 .clone()

@@ -1,6 +1,6 @@
 use std::time::Instant;
 
-use super::Kernel;
+use super::{Kernel, ParamsBinding};
 use super::profile::{DispatchTiming, Profile};
 use super::{GpuContext, GpuError};
 
@@ -12,24 +12,32 @@ pub struct Cost {
     pub bytes: f64,
 }
 
-/// One dispatch waiting to be recorded: its parameters live at `params_offset` in the
-/// stream's single uniform buffer.
+/// One dispatch waiting to be recorded.
 struct Dispatch {
     kernel: &'static Kernel,
     label: String,
     cost: Cost,
-    params_offset: u64,
-    params_size: u64,
+    params: Params,
     buffers: Vec<(u32, wgpu::Buffer)>,
     workgroups: [u32; 3],
 }
 
+/// Where a dispatch's parameter block is.
+enum Params {
+    /// At `offset` in the stream's single uniform buffer.
+    Uniform { offset: u64, size: u64 },
+    /// At `range` of the stream's immediate bytes, set in the pass before the dispatch.
+    Immediate(std::ops::Range<usize>),
+}
+
 /// Collects a whole forward pass, then records it into one command buffer with one compute
-/// pass and submits it once: no readback or submit between layers. All dispatch parameters go
-/// up in a single small write, the only per-call data besides the input.
+/// pass and submits it once: no readback or submit between layers. Dispatch parameters go in
+/// the pass as immediates where the device has them, else up in a single small uniform write:
+/// the only per-call data besides the input.
 pub struct CommandStream<'a> {
     ctx: &'a GpuContext,
-    params: Vec<u8>,
+    uniforms: Vec<u8>,
+    immediates: Vec<u8>,
     dispatches: Vec<Dispatch>,
     /// Buffer copies, each recorded before the dispatch at its index (after all earlier ones).
     copies: Vec<(usize, Copy)>,
@@ -47,14 +55,14 @@ struct Copy {
 
 /// Bound resources of the dispatches, ready to record.
 struct Prepared {
-    _params: wgpu::Buffer,
+    _uniforms: Option<wgpu::Buffer>,
     bind_groups: Vec<wgpu::BindGroup>,
     pipelines: Vec<wgpu::ComputePipeline>,
 }
 
 impl<'a> CommandStream<'a> {
     pub fn new(ctx: &'a GpuContext) -> Self {
-        CommandStream { ctx, params: Vec::new(), dispatches: Vec::new(), copies: Vec::new(), scope: String::new() }
+        CommandStream { ctx, uniforms: Vec::new(), immediates: Vec::new(), dispatches: Vec::new(), copies: Vec::new(), scope: String::new() }
     }
 
     /// Names the dispatches queued from now on (`layer 3`, `conv 0`, ...), for profiles.
@@ -62,7 +70,8 @@ impl<'a> CommandStream<'a> {
         self.scope = label.into();
     }
 
-    /// Queues `kernel` with a uniform at binding 0 and `buffers` at bindings 1, 2, ...
+    /// Queues `kernel` with its parameters (a uniform at binding 0, or immediates) and
+    /// `buffers` at bindings 1, 2, ...
     pub fn dispatch<P: bytemuck::Pod>(
         &mut self,
         kernel: &'static Kernel,
@@ -85,16 +94,26 @@ impl<'a> CommandStream<'a> {
         workgroups: [u32; 3],
     ) {
         debug_assert_eq!(std::mem::size_of::<P>(), kernel.params.size, "{} reads a {}", kernel.entry_point, kernel.params.name);
-        let align = self.ctx.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
-        let offset = self.params.len().div_ceil(align) * align;
-        self.params.resize(offset, 0);
-        self.params.extend_from_slice(bytemuck::bytes_of(params));
+        let bytes = bytemuck::bytes_of(params);
+        let params = match self.ctx.params_binding(kernel) {
+            ParamsBinding::Uniform => {
+                let align = self.ctx.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
+                let offset = self.uniforms.len().div_ceil(align) * align;
+                self.uniforms.resize(offset, 0);
+                self.uniforms.extend_from_slice(bytes);
+                Params::Uniform { offset: offset as u64, size: bytes.len() as u64 }
+            }
+            ParamsBinding::Immediate => {
+                let start = self.immediates.len();
+                self.immediates.extend_from_slice(bytes);
+                Params::Immediate(start..self.immediates.len())
+            }
+        };
         self.dispatches.push(Dispatch {
             kernel,
             label: self.scope.clone(),
             cost: Cost::default(),
-            params_offset: offset as u64,
-            params_size: std::mem::size_of::<P>() as u64,
+            params,
             buffers: buffers.iter().map(|(i, b)| (*i, (*b).clone())).collect(),
             workgroups,
         });
@@ -162,26 +181,32 @@ impl<'a> CommandStream<'a> {
     fn prepare(&self) -> Prepared {
         let ctx = self.ctx;
         let device = &ctx.device;
-        let params = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("dispatch params"),
-            size: (self.params.len().max(16)) as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let uniforms = (!self.uniforms.is_empty()).then(|| {
+            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("dispatch params"),
+                size: self.uniforms.len() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            ctx.queue.write_buffer(&buffer, 0, &self.uniforms);
+            buffer
         });
-        ctx.queue.write_buffer(&params, 0, &self.params);
         let mut bind_groups = Vec::with_capacity(self.dispatches.len());
         let mut pipelines = Vec::with_capacity(self.dispatches.len());
         for d in &self.dispatches {
-            let pipeline = ctx.pipelines.get(device, d.kernel);
+            let pipeline = ctx.pipeline(d.kernel);
             let layout = pipeline.get_bind_group_layout(0);
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &params,
-                    offset: d.params_offset,
-                    size: std::num::NonZeroU64::new(d.params_size),
-                }),
-            }];
+            let mut entries = Vec::with_capacity(d.buffers.len() + 1);
+            if let (Params::Uniform { offset, size }, Some(buffer)) = (&d.params, &uniforms) {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: *offset,
+                        size: std::num::NonZeroU64::new(*size),
+                    }),
+                });
+            }
             for (binding, b) in &d.buffers {
                 entries.push(wgpu::BindGroupEntry { binding: *binding, resource: b.as_entire_binding() });
             }
@@ -192,7 +217,19 @@ impl<'a> CommandStream<'a> {
             }));
             pipelines.push(pipeline);
         }
-        Prepared { _params: params, bind_groups, pipelines }
+        Prepared { _uniforms: uniforms, bind_groups, pipelines }
+    }
+
+    /// Sets dispatch `i`'s pipeline, bindings and immediates in `pass` and dispatches it.
+    fn encode_dispatch(&self, pass: &mut wgpu::ComputePass, prepared: &Prepared, i: usize) {
+        let d = &self.dispatches[i];
+        pass.set_pipeline(&prepared.pipelines[i]);
+        pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
+        if let Params::Immediate(range) = &d.params {
+            pass.set_immediates(0, &self.immediates[range.clone()]);
+        }
+        let [x, y, z] = d.workgroups;
+        pass.dispatch_workgroups(x, y, z);
     }
 
     /// Records and submits everything queued, as one compute pass.
@@ -206,11 +243,7 @@ impl<'a> CommandStream<'a> {
             self.encode_copies_before(&mut encoder, i);
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
             loop {
-                let d = &self.dispatches[i];
-                pass.set_pipeline(&prepared.pipelines[i]);
-                pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
-                let [x, y, z] = d.workgroups;
-                pass.dispatch_workgroups(x, y, z);
+                self.encode_dispatch(&mut pass, &prepared, i);
                 i += 1;
                 if i == self.dispatches.len() || self.has_copies_before(i) {
                     break;
@@ -290,10 +323,7 @@ impl<'a> CommandStream<'a> {
                         end_of_pass_write_index: Some(2 * slot as u32 + 1),
                     }),
                 });
-                pass.set_pipeline(&prepared.pipelines[i]);
-                pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
-                let [x, y, z] = self.dispatches[i].workgroups;
-                pass.dispatch_workgroups(x, y, z);
+                self.encode_dispatch(&mut pass, prepared, i);
             }
             if chunk.end == self.dispatches.len() {
                 self.encode_copies_before(&mut encoder, chunk.end);
@@ -317,15 +347,12 @@ impl<'a> CommandStream<'a> {
         let ctx = self.ctx;
         let origin = Instant::now();
         let mut timings = Vec::with_capacity(self.dispatches.len());
-        for (i, d) in self.dispatches.iter().enumerate() {
+        for i in 0..self.dispatches.len() {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
             self.encode_copies_before(&mut encoder, i);
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&prepared.pipelines[i]);
-                pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
-                let [x, y, z] = d.workgroups;
-                pass.dispatch_workgroups(x, y, z);
+                self.encode_dispatch(&mut pass, prepared, i);
             }
             if i + 1 == self.dispatches.len() {
                 self.encode_copies_before(&mut encoder, i + 1);

@@ -49,13 +49,17 @@ impl std::str::FromStr for WeightPrecision {
     }
 }
 
-/// The arithmetic of the GEMMs that support a choice (the GPU family's `linear_shared`).
+/// The arithmetic of the GEMMs that support a choice (the GPU family's `linear_shared`, the
+/// matrix-unit `linear_matrix`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Arithmetic {
     #[default]
     F32,
     /// Tiles staged and multiplied in f16, accumulated in f32; needs SHADER_F16.
     F16,
+    /// f16 inputs multiplied on matrix units (tensor cores), accumulated in f32; needs
+    /// [`GpuContext::matrix_units`] and subgroups of 32.
+    F16Matrix,
 }
 
 impl Arithmetic {
@@ -63,6 +67,7 @@ impl Arithmetic {
         match self {
             Arithmetic::F32 => "f32",
             Arithmetic::F16 => "f16",
+            Arithmetic::F16Matrix => "f16-matrix",
         }
     }
 }
@@ -74,7 +79,8 @@ impl std::str::FromStr for Arithmetic {
         match s {
             "f32" => Ok(Arithmetic::F32),
             "f16" => Ok(Arithmetic::F16),
-            _ => Err(UnknownChoice::new("arithmetic", s, "f32 or f16")),
+            "f16-matrix" => Ok(Arithmetic::F16Matrix),
+            _ => Err(UnknownChoice::new("arithmetic", s, "f32, f16 or f16-matrix")),
         }
     }
 }

@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream, PerWeights};
-use crate::gpu::sources::{Source, GELU, LINEAR, LINEAR_COMMON, LINEAR_SHARED, LINEAR_TILED, LINEAR_TILED_SUBGROUP, STAGE_F16, STAGE_F32, TILE_32, TILE_64, WEIGHTS_F16, WEIGHTS_F32};
+use crate::gpu::sources::{Source, GELU, LINEAR, LINEAR_COMMON, LINEAR_MATRIX, LINEAR_SHARED, LINEAR_TILED, LINEAR_TILED_SUBGROUP, MATRIX_UNITS, STAGE_F16, STAGE_F32, TILE_32, TILE_64, WEIGHTS_F16, WEIGHTS_F32};
 use crate::gpu::{Arithmetic, Kernel, KernelFamily, ParamsLayout, WeightMatrix, WeightPrecision};
 
 /// Maps a subnet index onto a supernet index: `(i / chunk) * chunk_stride + i % chunk`.
@@ -143,9 +143,25 @@ pub static SHARED32_HALF_MATH: PerWeights = PerWeights {
         .with_f16_arithmetic(),
 };
 
+/// The subgroup size [`LinearForm::Matrix`] is written for: 4 subgroups of a 128-invocation
+/// workgroup, each owning a quarter of the block.
+pub const MATRIX_SUBGROUP: u32 = 32;
+
+/// [`LinearForm::Matrix`]: f16 inputs on matrix units, f32 accumulators.
+pub static MATRIX: PerWeights = PerWeights {
+    f32: Kernel::new(LINEAR_MATRIX, &[MATRIX_UNITS, GELU, WEIGHTS_F32, LINEAR_COMMON], "linear_matrix", PARAMS)
+        .reading(WeightPrecision::F32, "f32 weights")
+        .with_subgroup_size(MATRIX_SUBGROUP)
+        .with_matrix_units(),
+    f16: Kernel::new(LINEAR_MATRIX, &[MATRIX_UNITS, GELU, WEIGHTS_F16, LINEAR_COMMON], "linear_matrix", PARAMS)
+        .reading(WeightPrecision::F16, "f16 weights")
+        .with_subgroup_size(MATRIX_SUBGROUP)
+        .with_matrix_units(),
+};
+
 /// Every kernel of this module.
 pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
-    [&TILE4, &TILE16_VEC4, &TILE16_SUBGROUP, &SHARED64, &SHARED64_HALF_MATH, &SHARED32, &SHARED32_HALF_MATH].into_iter().flat_map(PerWeights::both)
+    [&TILE4, &TILE16_VEC4, &TILE16_SUBGROUP, &SHARED64, &SHARED64_HALF_MATH, &SHARED32, &SHARED32_HALF_MATH, &MATRIX].into_iter().flat_map(PerWeights::both)
 }
 
 /// Below this many 64 x 64 blocks, GPUs get 32 x 32 ones: the largest GPUs have about 130
@@ -174,14 +190,19 @@ pub enum LinearForm {
     /// lanes (lavapipe: about 8x `Tile4` on the conv extractor); its 256 accumulators would
     /// spill registers on a GPU.
     Tile16Vec4,
+    /// 64 x 64 outputs per workgroup of 4 subgroups of 32, the depth staged 32 at a time in
+    /// f16 through workgroup memory and multiplied on matrix units (16 x 16 x 16 cooperative
+    /// matrices, f32 accumulators): vec4-aligned slices under [`Arithmetic::F16Matrix`],
+    /// whatever the kernel family.
+    Matrix,
 }
 
 impl LinearForm {
-    /// The form for this device and this slice.
     /// The form for this device and this slice, with `cols` outputs per row.
     pub fn for_device(ctx: &crate::gpu::GpuContext, input: &LinearInput, w: &WeightSlice, cols: u32) -> Self {
         match (Self::vec4_aligned(input, w), ctx.kernel_family == KernelFamily::Cpu) {
             (false, _) => LinearForm::Tile4,
+            (true, _) if w.weight.math == Arithmetic::F16Matrix => LinearForm::Matrix,
             (true, true) if ctx.subgroup_size == Some(8) => LinearForm::Tile16Subgroup,
             (true, true) => LinearForm::Tile16Vec4,
             (true, false) => {
@@ -207,14 +228,16 @@ impl LinearForm {
             // to keep every CPU thread busy.
             LinearForm::Tile16Vec4 => (TILE16_VEC4.get(w.precision), [16 * 8, 16]),
             LinearForm::Tile16Subgroup => (TILE16_SUBGROUP.get(w.precision), [16 * 8, 16]),
+            // The tiled forms take f16 matrix arithmetic as f16: both round the inputs to f16.
             LinearForm::Shared64 => match w.math {
                 Arithmetic::F32 => (SHARED64.get(w.precision), [64, 64]),
-                Arithmetic::F16 => (SHARED64_HALF_MATH.get(w.precision), [64, 64]),
+                Arithmetic::F16 | Arithmetic::F16Matrix => (SHARED64_HALF_MATH.get(w.precision), [64, 64]),
             },
             LinearForm::Shared32 => match w.math {
                 Arithmetic::F32 => (SHARED32.get(w.precision), [32, 32]),
-                Arithmetic::F16 => (SHARED32_HALF_MATH.get(w.precision), [32, 32]),
+                Arithmetic::F16 | Arithmetic::F16Matrix => (SHARED32_HALF_MATH.get(w.precision), [32, 32]),
             },
+            LinearForm::Matrix => (MATRIX.get(w.precision), [64, 64]),
         }
     }
 }

@@ -19,7 +19,7 @@ use weights::{Dense, Norm};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::gpu::{host_vec, Arena, Arithmetic, CommandStream, GpuContext, KernelFamily, Precision, Profile, WeightPrecision};
-use crate::kernels::linear::{Activation, Linear, LinearInput};
+use crate::kernels::linear::{Activation, Linear, LinearInput, MATRIX_SUBGROUP};
 use crate::kernels::norm::LayerNorm;
 // The frame arithmetic lives with the supernet's dims; re-exported where callers look for it.
 pub use crate::supernet::{frames_for, min_samples};
@@ -93,6 +93,17 @@ impl LightHubert {
                 if ctx.shader_f16 { "runs the CPU kernel family (LIGHTHUBERT_KERNELS=gpu overrides)" } else { "lacks SHADER_F16" }
             )));
         }
+        if precision.math == Arithmetic::F16Matrix && !(ctx.matrix_units && ctx.subgroup_size == Some(MATRIX_SUBGROUP)) {
+            return Err(Error::Unsupported(format!(
+                "f16-matrix arithmetic needs matrix units (wgpu's 16x16 f16 cooperative matrices with f32 accumulators) and subgroups of {MATRIX_SUBGROUP}; {} {} (--math f16 runs on SHADER_F16 alone)",
+                ctx.adapter_info.name,
+                if !ctx.matrix_units {
+                    "offers no such matrix units".to_string()
+                } else {
+                    format!("has subgroups of {}-{}", ctx.adapter_info.subgroup_min_size, ctx.adapter_info.subgroup_max_size)
+                }
+            )));
+        }
         let scope = ctx.clone();
         scope.scoped(|| Self::load_unscoped(ctx, ckpt, precision))
     }
@@ -123,6 +134,7 @@ impl LightHubert {
             k.weights.is_none_or(|p| p == precision.weights)
                 && k.subgroup_size.is_none_or(|n| ctx.subgroup_size == Some(n))
                 && (!k.f16_arithmetic || precision.math == Arithmetic::F16)
+                && (!k.matrix_units || precision.math == Arithmetic::F16Matrix)
         }));
 
         Ok(LightHubert {

@@ -244,7 +244,8 @@ class Model:
         checkpoint, whose weights are RANDOM: it shows the engine running, its features mean
         nothing.
     :param weights: ``"f32"`` or ``"f16"``: how weight matrices are stored on the GPU.
-    :param math: ``"f32"`` or ``"f16"``: the GEMMs' arithmetic (f16 needs SHADER_F16).
+    :param math: ``"f32"``, ``"f16"`` or ``"f16-matrix"``: the GEMMs' arithmetic (f16 needs
+        SHADER_F16; f16-matrix needs matrix units, e.g. NVIDIA tensor cores through Vulkan).
     :param adapter: ``"#N"`` (the N-th of :func:`list_adapters`) or part of an adapter's name;
         default ``LIGHTHUBERT_ADAPTER``, else the first.
     :param backend: ``"vulkan"``, ``"metal"``, ``"dx12"`` or ``"gl"``; default ``WGPU_BACKEND``.
