@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use kernels_tests::{assert_close, fixture_path, fixtures_dir, gpu, random_values, Fixture};
 use lighthubert::checkpoint::Checkpoint;
 use lighthubert::gpu::{stored_values, Arithmetic, CommandStream, GpuContext, WeightMatrix, WeightPrecision};
-use lighthubert::kernels::attention::{attention_cpu, qkv_rows, Attention, AttentionForm, Qkv};
+use lighthubert::kernels::attention::{attention_cpu, qkv_rows, Attention, AttentionForm, Qkv, FLASH_SUBGROUP};
 use lighthubert::kernels::linear::{conv_weight_frame_major, linear_cpu, Activation, IndexMap, Linear, LinearCpu, LinearForm, LinearInput, WeightSlice, MATRIX_SUBGROUP};
 use lighthubert::kernels::norm::{group_norm_time_cpu, layer_norm_cpu, Affine, GroupNormTime, LayerNorm, LayerNormForm};
 use lighthubert::kernels::pointwise::{gelu_cpu, gelu_inplace};
@@ -62,6 +62,19 @@ fn linear_forms(ctx: &GpuContext, input: &LinearInput, w: &WeightSlice) -> Vec<L
         if ctx.subgroup_size == Some(8) {
             forms.push(LinearForm::Tile16Subgroup);
         }
+    }
+    forms
+}
+
+/// Every attention form this adapter can run: each must match the reference, whatever form
+/// the adapter would pick.
+fn attention_forms(ctx: &GpuContext) -> Vec<AttentionForm> {
+    let mut forms = vec![AttentionForm::PerQuery, AttentionForm::Flash];
+    if ctx.has_subgroups_for(&FLASH_SUBGROUP) {
+        forms.push(AttentionForm::FlashSubgroup);
+    }
+    if ctx.subgroup_size == Some(8) {
+        forms.push(AttentionForm::Subgroup8);
     }
     forms
 }
@@ -334,7 +347,8 @@ fn positional_conv_forms_match_cpu_reference_on_a_padded_batch() {
     }
 }
 
-/// The whole attention block of layer 3: q/k/v projections, attention, out_proj.
+/// The whole attention block of layer 3: q/k/v projections, attention (in every form the
+/// adapter runs), out_proj.
 #[test]
 fn attention_matches_reference_with_and_without_padding() {
     let ctx = gpu();
@@ -371,17 +385,19 @@ fn attention_matches_reference_with_and_without_padding() {
         let (qkv, ab) = (ctx.activation("qkv", 3 * batch * frames * a).unwrap(), ctx.activation("a", batch * frames * a).unwrap());
         let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
         let y = ctx.activation("y", batch * frames * e).unwrap();
-        let got = run(&ctx, &y, batch * frames * e, |s| {
-            let input = LinearInput::dense(&xb, rows, e as u32);
-            let rows_map = IndexMap::chunked(a as u32, a_full as u32);
-            let slice = WeightSlice { weight: &qkv_w, bias: Some(&qkv_b), row_stride: in_full as u32, first_row: 0, rows: rows_map, cols: IndexMap::PREFIX };
-            Linear { input, weight: slice, cols: 3 * a as u32, act: Activation::None, y: &qkv }.record(s);
-            Attention { qkv: Qkv::Fused(&qkv), lengths: &lb, frames: frames as u32, batch: batch as u32, heads: heads as u32, out: &ab }.record(s);
-            let slice = WeightSlice { weight: &out.0, bias: Some(&out.1), row_stride: out.2, first_row: 0, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
-            let heads_in = LinearInput::dense(&ab, rows, a as u32);
-            Linear { input: heads_in, weight: slice, cols: e as u32, act: Activation::None, y: &y }.record(s);
-        });
-        assert_close(&key, &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
+        for form in attention_forms(&ctx) {
+            let got = run(&ctx, &y, batch * frames * e, |s| {
+                let input = LinearInput::dense(&xb, rows, e as u32);
+                let rows_map = IndexMap::chunked(a as u32, a_full as u32);
+                let slice = WeightSlice { weight: &qkv_w, bias: Some(&qkv_b), row_stride: in_full as u32, first_row: 0, rows: rows_map, cols: IndexMap::PREFIX };
+                Linear { input, weight: slice, cols: 3 * a as u32, act: Activation::None, y: &qkv }.record(s);
+                Attention { qkv: Qkv::Fused(&qkv), lengths: &lb, frames: frames as u32, batch: batch as u32, heads: heads as u32, out: &ab }.record_as(s, form);
+                let slice = WeightSlice { weight: &out.0, bias: Some(&out.1), row_stride: out.2, first_row: 0, rows: IndexMap::PREFIX, cols: IndexMap::PREFIX };
+                let heads_in = LinearInput::dense(&ab, rows, a as u32);
+                Linear { input: heads_in, weight: slice, cols: e as u32, act: Activation::None, y: &y }.record(s);
+            });
+            assert_close(&format!("{key} {form:?}"), &got, f.get(&format!("{key}.y")), REL_L2, MAX_ABS);
+        }
     }
 }
 
@@ -397,11 +413,7 @@ fn attention_kernel_matches_cpu_reference_on_odd_lengths() {
     let lb = ctx.u32_buffer("lengths", &lengths).unwrap();
     let out = ctx.activation("out", n).unwrap();
     let want = attention_cpu(&q, &k, &v, &lengths, frames, heads);
-    let mut forms = vec![AttentionForm::PerQuery, AttentionForm::Flash];
-    if ctx.subgroup_size == Some(8) {
-        forms.push(AttentionForm::Subgroup8);
-    }
-    for form in forms {
+    for form in attention_forms(&ctx) {
         for source in [Qkv::Fused(&qkv), Qkv::Separate { q: &qb, k: &kb, v: &vb }] {
             let got = run(&ctx, &out, n, |s| Attention { qkv: source, lengths: &lb, frames: frames as u32, batch: batch as u32, heads: heads as u32, out: &out }.record_as(s, form));
             assert_close(&format!("attention {form:?} from {source:?} vs cpu"), &got, &want, 1e-6, 5e-5);

@@ -279,6 +279,9 @@ pub struct GpuContext {
     pub kernel_family: KernelFamily,
     /// The subgroup size, where subgroup operations are enabled and the size is fixed.
     pub subgroup_size: Option<u32>,
+    /// The smallest subgroup size the device may run, where subgroup operations are enabled
+    /// (sizes may vary between it and `adapter_info.subgroup_max_size`).
+    pub subgroup_min_size: Option<u32>,
     /// Whether shaders may use f16 arithmetic (SHADER_F16).
     pub shader_f16: bool,
     /// Whether parameter blocks that fit go as immediates (see [`GpuContext::params_binding`]).
@@ -340,9 +343,9 @@ impl GpuContext {
         });
         // Ask for everything the adapter can do: large storage bindings matter for long audio.
         let limits = adapter.limits();
-        // Timestamps only serve the profiler; subgroups let CPU kernels share loads; f16
-        // shaders allow f16 arithmetic; immediates spare each dispatch a uniform binding.
-        // Take them where offered.
+        // Timestamps only serve the profiler; subgroups let CPU kernels share loads and GPU
+        // attention split a query over lanes; f16 shaders allow f16 arithmetic; immediates
+        // spare each dispatch a uniform binding. Take them where offered.
         let mut features = adapter.features()
             & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16 | wgpu::Features::IMMEDIATES);
         let immediates = match params {
@@ -378,6 +381,7 @@ impl GpuContext {
         let subgroup_size = (features.contains(wgpu::Features::SUBGROUP)
             && adapter_info.subgroup_min_size == adapter_info.subgroup_max_size)
             .then_some(adapter_info.subgroup_min_size);
+        let subgroup_min_size = features.contains(wgpu::Features::SUBGROUP).then_some(adapter_info.subgroup_min_size);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lighthubert"),
             required_features: features,
@@ -416,6 +420,7 @@ impl GpuContext {
             limits,
             kernel_family,
             subgroup_size,
+            subgroup_min_size,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             immediates,
             matrix_units,
@@ -458,6 +463,13 @@ impl GpuContext {
             Some(reason) => Err(GpuError::DeviceLost { reason }),
             None => Ok(()),
         }
+    }
+
+    /// Whether the device's subgroups are what `kernel` was written for (true for a kernel
+    /// without subgroup operations).
+    pub fn has_subgroups_for(&self, kernel: &super::Kernel) -> bool {
+        kernel.subgroup_size.is_none_or(|n| self.subgroup_size == Some(n))
+            && kernel.min_subgroup_size.is_none_or(|n| self.subgroup_min_size.is_some_and(|m| m >= n && m.is_power_of_two()))
     }
 
     /// Errors the device reported outside any scope since the last call, oldest first.

@@ -31,12 +31,14 @@ pub struct Kernel {
     /// Multiplies on matrix units: 16 x 16 x 16 cooperative matrices, f16 inputs and f32
     /// accumulators (see [`GpuContext::matrix_units`](super::GpuContext::matrix_units)).
     pub matrix_units: bool,
+    /// Written for subgroups of any power-of-two size from this one up.
+    pub min_subgroup_size: Option<u32>,
 }
 
 impl Kernel {
     /// A kernel with no weights, f32 arithmetic and no subgroup operations.
     pub const fn new(shader: Source, preludes: &'static [Source], entry_point: &'static str, params: ParamsLayout) -> Kernel {
-        Kernel { entry_point, shader, preludes, variant: "", params, weights: None, f16_arithmetic: false, subgroup_size: None, matrix_units: false }
+        Kernel { entry_point, shader, preludes, variant: "", params, weights: None, f16_arithmetic: false, subgroup_size: None, min_subgroup_size: None, matrix_units: false }
     }
 
     /// Reads weight matrices stored in `precision`; names the variant after it.
@@ -50,6 +52,10 @@ impl Kernel {
 
     pub const fn with_subgroup_size(self, size: u32) -> Kernel {
         Kernel { subgroup_size: Some(size), ..self }
+    }
+
+    pub const fn with_min_subgroup_size(self, size: u32) -> Kernel {
+        Kernel { min_subgroup_size: Some(size), ..self }
     }
 
     pub const fn with_matrix_units(self) -> Kernel {

@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::CommandStream;
-use crate::gpu::sources::{ATTENTION, ATTENTION_FLASH, ATTENTION_SUBGROUP};
+use crate::gpu::sources::{ATTENTION, ATTENTION_FLASH, ATTENTION_FLASH_SUBGROUP, ATTENTION_SUBGROUP};
 use crate::gpu::{Kernel, ParamsLayout};
 
 /// LightHuBERT's heads are 64 wide whatever the subnet.
@@ -29,8 +29,14 @@ pub enum AttentionForm {
     /// itself: CPU-family devices without 8-wide subgroups (llvmpipe through GL).
     PerQuery,
     /// 64 queries of a head per workgroup, keys and values staged 16 at a time through
-    /// workgroup memory and read by all of them, online softmax rescaled per tile: GPUs.
+    /// workgroup memory and read by all of them, online softmax rescaled per tile: GPUs
+    /// without subgroups of at least 8.
     Flash,
+    /// [`AttentionForm::Flash`] with 8 lanes per query, each holding 8 of its 64 dimensions
+    /// and summing scores across the 8 by subgroup shuffles, and 8 queries per workgroup, so a
+    /// short utterance makes up to 8 times as many workgroups: GPUs whose subgroups are never
+    /// smaller than 8 (any power of two from 8 up).
+    FlashSubgroup,
     /// 8 neighbouring queries per workgroup sharing key and value loads by subgroup broadcast:
     /// CPU-family devices with subgroups of exactly 8 (lavapipe).
     Subgroup8,
@@ -39,6 +45,7 @@ pub enum AttentionForm {
 impl AttentionForm {
     pub fn for_device(ctx: &crate::gpu::GpuContext) -> Self {
         match (ctx.kernel_family, ctx.subgroup_size) {
+            (crate::gpu::KernelFamily::Gpu, _) if ctx.has_subgroups_for(&FLASH_SUBGROUP) => AttentionForm::FlashSubgroup,
             (crate::gpu::KernelFamily::Gpu, _) => AttentionForm::Flash,
             (crate::gpu::KernelFamily::Cpu, Some(8)) => AttentionForm::Subgroup8,
             (crate::gpu::KernelFamily::Cpu, _) => AttentionForm::PerQuery,
@@ -52,12 +59,14 @@ const PARAMS: ParamsLayout = crate::params_layout!(AttentionParams { frames, bat
 pub static PER_QUERY: Kernel = Kernel::new(ATTENTION, &[], "attention", PARAMS);
 /// [`AttentionForm::Flash`]: shares `attention.wgsl`'s parameters and bindings.
 pub static FLASH: Kernel = Kernel::new(ATTENTION_FLASH, &[ATTENTION], "attention_flash", PARAMS);
+/// [`AttentionForm::FlashSubgroup`]: shares `attention.wgsl`'s bindings and helpers.
+pub static FLASH_SUBGROUP: Kernel = Kernel::new(ATTENTION_FLASH_SUBGROUP, &[ATTENTION], "attention_flash_subgroup", PARAMS).with_min_subgroup_size(8);
 /// [`AttentionForm::Subgroup8`]: shares `attention.wgsl`'s bindings and helpers.
 pub static SUBGROUP8: Kernel = Kernel::new(ATTENTION_SUBGROUP, &[ATTENTION], "attention_subgroup", PARAMS).with_subgroup_size(8);
 
 /// Every kernel of this module.
 pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
-    [&PER_QUERY, &FLASH, &SUBGROUP8].into_iter()
+    [&PER_QUERY, &FLASH, &FLASH_SUBGROUP, &SUBGROUP8].into_iter()
 }
 
 /// Where attention finds its queries, keys and values, each [batch * frames, heads * 64].
@@ -100,6 +109,7 @@ impl Attention<'_> {
         let (kernel, per_group) = match form {
             AttentionForm::PerQuery => (&PER_QUERY, 64),
             AttentionForm::Flash => (&FLASH, 64),
+            AttentionForm::FlashSubgroup => (&FLASH_SUBGROUP, 8),
             AttentionForm::Subgroup8 => (&SUBGROUP8, 8),
         };
         stream.dispatch(kernel, &params, &[q, k, v, lengths, out], [frames.div_ceil(per_group), heads, batch]);

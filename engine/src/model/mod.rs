@@ -132,7 +132,7 @@ impl LightHubert {
         // dispatch takes depends on the subnet's widths, and a switch must not compile.
         ctx.build_pipelines(crate::kernels::all().filter(|k| {
             k.weights.is_none_or(|p| p == precision.weights)
-                && k.subgroup_size.is_none_or(|n| ctx.subgroup_size == Some(n))
+                && ctx.has_subgroups_for(k)
                 && (!k.f16_arithmetic || precision.math == Arithmetic::F16)
                 && (!k.matrix_units || precision.math == Arithmetic::F16Matrix)
         }));
