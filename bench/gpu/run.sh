@@ -11,6 +11,7 @@
 #   profile-*.md/json lighthubert profile tables and Chrome traces (matrix-profile-*: on
 #                     matrix units, --math f16-matrix)
 #   gemm.md           the GEMM's achieved share of the card's fp32 peak
+#   gemm-tuning.json  the GEMM tile line the engine measured at load, with its timings
 #   run.log           this script's own log
 # Budget: under 8 minutes on an H100/H200. `--dry-run` runs the same steps on this machine's
 # adapter (lavapipe) and CPU PyTorch, shortened, so that only the GPU is new on the GPU machine.
@@ -106,6 +107,9 @@ done
 
 step "the GEMM against the card's fp32 peak"
 "$PYTHON" bench/gpu/gemm_peak.py "$OUT"/profile-*.json | tee "$OUT/gemm.md"
+
+tuning="${XDG_CACHE_HOME:-$HOME/.cache}/lighthubert/gemm-tuning.json"
+[ -f "$tuning" ] && cp "$tuning" "$OUT/gemm-tuning.json"
 
 rm -rf "$ckpts"
 step "done: $OUT"

@@ -6,6 +6,7 @@
 //! pipelines and command streams, [`kernels`] wraps each WGSL kernel, and [`model`] is the
 //! forward pass; [`search`] finds the subnet that fits a latency budget on this device.
 
+pub mod cache;
 pub mod checkpoint;
 pub mod error;
 pub mod export;

@@ -129,3 +129,50 @@ fn a_lost_device_is_an_error_that_says_to_rebuild_never_a_panic() {
         assert!(msg.contains("lost") && msg.contains("rebuild"), "{msg}");
     }
 }
+
+/// The GPU GEMM's tile line: measured on the device the GPU kernel family runs on, written to
+/// the cache, read back instead of measured again, and measured around a cache file that is
+/// not one. Small shapes: on lavapipe the GPU forms are slow.
+#[test]
+fn gemm_tile_line_is_measured_once_then_read_from_the_cache() {
+    use kernels_tests::gpu_other_family;
+    use lighthubert::gpu::{KernelFamily, Precision};
+    use lighthubert::kernels::linear::tune::{line_from, tune_on};
+    let ctx = if gpu().kernel_family == KernelFamily::Gpu { gpu() } else { gpu_other_family() };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tuning").join("gemm-tuning.json");
+    let shapes = [(49, 64, 96), (130, 128, 256), (200, 64, 512)];
+    let precision = Precision::default();
+
+    let first = tune_on(&ctx, precision, Some(&cache), &shapes).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.timed.len(), shapes.len());
+    for t in &first.timed {
+        assert!(t.shared64_us > 0.0 && t.shared32_us > 0.0 && t.shared64_us.is_finite() && t.shared32_us.is_finite(), "{t:?}");
+    }
+    assert_eq!(first.line, line_from(&first.timed));
+    assert_eq!(ctx.tile_line(precision), Some(first.line));
+    assert!(first.key.contains(&ctx.adapter_info.name), "{}", first.key);
+    let text = std::fs::read_to_string(&cache).expect("the tuning is written to the cache");
+    assert!(text.contains(&first.key));
+
+    let submissions = ctx.counters().submissions();
+    let again = tune_on(&ctx, precision, Some(&cache), &shapes).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(ctx.counters().submissions(), submissions, "read from the cache, not measured");
+
+    // Other shapes are another tuning: measured, and kept beside the first.
+    let other = tune_on(&ctx, precision, Some(&cache), &shapes[..2]).unwrap();
+    assert_ne!(other.key, first.key);
+    assert!(ctx.counters().submissions() > submissions);
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert!(text.contains(&first.key) && text.contains(&other.key));
+
+    std::fs::write(&cache, "{ not a tuning").unwrap();
+    let submissions = ctx.counters().submissions();
+    let remeasured = tune_on(&ctx, precision, Some(&cache), &shapes).unwrap();
+    assert!(ctx.counters().submissions() > submissions, "a broken cache is measured around");
+    assert_eq!(remeasured.key, first.key);
+    assert!(std::fs::read_to_string(&cache).unwrap().contains(&first.key), "and rewritten");
+    let leftovers: Vec<_> = std::fs::read_dir(cache.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "no partial file left: {leftovers:?}");
+}

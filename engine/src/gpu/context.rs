@@ -1,9 +1,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
-use super::{GpuError, ParamsBinding};
+use super::{GpuError, ParamsBinding, Precision};
 use crate::parse::UnknownChoice;
 
 /// Which kernel forms a device runs: those written for GPUs (workgroup memory, cooperative
@@ -41,6 +42,10 @@ impl std::str::FromStr for KernelFamily {
 ///   first match in preference order is opened). Unset: index 0.
 /// - `LIGHTHUBERT_KERNELS=gpu|cpu` overrides the kernel family the device type implies (run
 ///   the GPU forms on lavapipe to test them).
+/// - `LIGHTHUBERT_TUNE=on|off`: whether loading a model on this device times the GPU GEMM's
+///   tile forms on a few shapes to place the line between them (once per adapter, driver and
+///   precision; kept under [`crate::cache::dir`]). Unset: on for GPUs, off for CPU adapters
+///   such as lavapipe (their kernel family has one GEMM form per slice).
 /// - `LIGHTHUBERT_PARAMS=uniform|immediate`: how dispatches hand kernels their parameters.
 ///   Unset: as immediates where the adapter offers them, else in a uniform buffer; `uniform`
 ///   never uses immediates (to compare, or to step around a driver's bug); `immediate` is an
@@ -56,6 +61,8 @@ pub struct AdapterChoice {
     pub kernels: Option<String>,
     /// `uniform` or `immediate`, as `LIGHTHUBERT_PARAMS` above.
     pub params: Option<String>,
+    /// `on` or `off`, as `LIGHTHUBERT_TUNE` above.
+    pub tune: Option<String>,
 }
 
 impl AdapterChoice {
@@ -63,7 +70,7 @@ impl AdapterChoice {
         // An empty variable is how shells unset one for a single command: read it as unset.
         let setting = |name| std::env::var(name).ok().filter(|s| !s.trim().is_empty());
         let choice = Self::from_settings(setting("WGPU_BACKEND"), setting("LIGHTHUBERT_ADAPTER"), setting("LIGHTHUBERT_KERNELS"));
-        AdapterChoice { params: setting("LIGHTHUBERT_PARAMS"), ..choice }
+        AdapterChoice { params: setting("LIGHTHUBERT_PARAMS"), tune: setting("LIGHTHUBERT_TUNE"), ..choice }
     }
 
     /// The choice the three settings make, as if they were `WGPU_BACKEND`,
@@ -75,7 +82,7 @@ impl AdapterChoice {
             // Kept for `new` to report: `from_env` cannot fail, and callers build on it.
             Some(Err(reason)) => (wgpu::Backends::all(), Some(reason)),
         };
-        AdapterChoice { backends, backend_error, name_filter: adapter, kernels, params: None }
+        AdapterChoice { backends, backend_error, name_filter: adapter, kernels, params: None, tune: None }
     }
 }
 
@@ -290,6 +297,11 @@ pub struct GpuContext {
     /// matrices as 16 x 16 x 16 products of f16 with f32 accumulators (NVIDIA's Vulkan driver
     /// does; no lavapipe does), and f16 shaders.
     pub matrix_units: bool,
+    /// Whether loading a model tunes the GPU GEMM's tile line (`LIGHTHUBERT_TUNE`).
+    pub autotune: bool,
+    /// The GEMM tile lines measured on this device, per precision (see
+    /// [`crate::kernels::linear::tune`]).
+    tile_lines: Mutex<HashMap<Precision, u64>>,
     pub(crate) pipelines: PipelineCache,
     pub(crate) pool: BufferPool,
     counters: Counters,
@@ -322,6 +334,14 @@ impl GpuContext {
             None => None,
             Some(v) => Some(parse_params(v).map_err(|e| GpuError::BadSetting { name: "LIGHTHUBERT_PARAMS", reason: e.to_string() })?),
         };
+        let tune = match choice.tune.as_deref().map(str::trim) {
+            None => None,
+            Some("on") => Some(true),
+            Some("off") => Some(false),
+            Some(other) => {
+                return Err(GpuError::BadSetting { name: "LIGHTHUBERT_TUNE", reason: UnknownChoice::new("tuning", other, "on or off").to_string() })
+            }
+        };
         let mut adapters = ordered_adapters(choice)?;
         if adapters.is_empty() {
             return Err(GpuError::NoAdapter { backends: backend_names(choice.backends) });
@@ -329,7 +349,11 @@ impl GpuContext {
         let described: Vec<Described> = adapters.iter().map(|(_, d)| d.clone()).collect();
         let k = pick(choice.name_filter.as_deref(), &described)?;
         let (adapter, _) = adapters.swap_remove(k);
-        Self::from_adapter(adapter, family, params)
+        let mut ctx = Self::from_adapter(adapter, family, params)?;
+        if let Some(on) = tune {
+            ctx.autotune = on;
+        }
+        Ok(ctx)
     }
 
     /// Opens `adapter`; `kernels` overrides the kernel family its device type implies, `params`
@@ -381,6 +405,7 @@ impl GpuContext {
         let subgroup_size = (features.contains(wgpu::Features::SUBGROUP)
             && adapter_info.subgroup_min_size == adapter_info.subgroup_max_size)
             .then_some(adapter_info.subgroup_min_size);
+        let autotune = adapter_info.device_type != wgpu::DeviceType::Cpu;
         let subgroup_min_size = features.contains(wgpu::Features::SUBGROUP).then_some(adapter_info.subgroup_min_size);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lighthubert"),
@@ -424,6 +449,8 @@ impl GpuContext {
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             immediates,
             matrix_units,
+            autotune,
+            tile_lines: Mutex::new(HashMap::new()),
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
             counters: Counters::default(),
@@ -462,6 +489,17 @@ impl GpuContext {
         match self.lost.lock().ok().and_then(|l| l.clone()) {
             Some(reason) => Err(GpuError::DeviceLost { reason }),
             None => Ok(()),
+        }
+    }
+
+    /// The GEMM tile line measured for `precision` on this device, once it is.
+    pub fn tile_line(&self, precision: Precision) -> Option<u64> {
+        self.tile_lines.lock().ok().and_then(|l| l.get(&precision).copied())
+    }
+
+    pub(crate) fn set_tile_line(&self, precision: Precision, line: u64) {
+        if let Ok(mut l) = self.tile_lines.lock() {
+            l.insert(precision, line);
         }
     }
 

@@ -105,7 +105,14 @@ impl LightHubert {
             )));
         }
         let scope = ctx.clone();
-        scope.scoped(|| Self::load_unscoped(ctx, ckpt, precision))
+        let model = scope.scoped(|| Self::load_unscoped(ctx, ckpt, precision))?;
+        let ctx = &model.ctx;
+        // The GPU GEMM's tile line, measured once per adapter, driver and precision. A failed
+        // measurement leaves the default line: it changes speed, never results.
+        if ctx.kernel_family == KernelFamily::Gpu && ctx.autotune && precision.math != Arithmetic::F16Matrix && ctx.tile_line(precision).is_none() {
+            let _ = crate::kernels::linear::tune::tune(ctx, precision, crate::kernels::linear::tune::default_cache().as_deref());
+        }
+        Ok(model)
     }
 
     /// How the weight matrices are stored.

@@ -250,11 +250,7 @@ impl LatencyTable {
     /// Where tables are kept by default: `$XDG_CACHE_HOME/lighthubert/latency`, else
     /// `~/.cache/lighthubert/latency`.
     pub fn default_dir() -> Option<PathBuf> {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))?;
-        Some(base.join("lighthubert").join("latency"))
+        crate::cache::dir().map(|d| d.join("latency"))
     }
 }
 

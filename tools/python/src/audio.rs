@@ -27,7 +27,7 @@ pub fn load_audio(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyArray1<
 pub fn list_adapters(py: Python<'_>, backend: Option<String>) -> PyResult<Vec<String>> {
     let env = AdapterChoice::from_env();
     let choice = match backend {
-        Some(b) => AdapterChoice { params: env.params, ..AdapterChoice::from_settings(Some(b), env.name_filter, env.kernels) },
+        Some(b) => AdapterChoice { params: env.params, tune: env.tune, ..AdapterChoice::from_settings(Some(b), env.name_filter, env.kernels) },
         None => env,
     };
     py.detach(|| lighthubert::gpu::list_adapters(&choice)).map_err(|e| errors::raise(Kind::Device, format!("GPU: {e}")))

@@ -126,7 +126,7 @@ impl Model {
             let supernet = supernet_of(&src).map_err(errors::from_cli)?;
             let env = AdapterChoice::from_env();
             let choice = match backend {
-                Some(b) => AdapterChoice { params: env.params, ..AdapterChoice::from_settings(Some(b), adapter.or(env.name_filter), env.kernels) },
+                Some(b) => AdapterChoice { params: env.params, tune: env.tune, ..AdapterChoice::from_settings(Some(b), adapter.or(env.name_filter), env.kernels) },
                 None => AdapterChoice { name_filter: adapter.or(env.name_filter), ..env },
             };
             let ctx = Arc::new(GpuContext::new(&choice).map_err(|e| errors::raise(Kind::Device, format!("GPU: {e}")))?);

@@ -2,11 +2,13 @@
 //! weight (`shaders/linear.wgsl`, `shaders/linear_tiled.wgsl`), also used as the conv feature
 //! extractor's implicit GEMM.
 
+pub mod tune;
+
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream, PerWeights};
 use crate::gpu::sources::{Source, GELU, LINEAR, LINEAR_COMMON, LINEAR_MATRIX, LINEAR_SHARED, LINEAR_TILED, LINEAR_TILED_SUBGROUP, MATRIX_UNITS, STAGE_F16, STAGE_F32, TILE_32, TILE_64, WEIGHTS_F16, WEIGHTS_F32};
-use crate::gpu::{Arithmetic, Kernel, KernelFamily, ParamsLayout, WeightMatrix, WeightPrecision};
+use crate::gpu::{Arithmetic, Kernel, KernelFamily, ParamsLayout, Precision, WeightMatrix, WeightPrecision};
 
 /// Maps a subnet index onto a supernet index: `(i / chunk) * chunk_stride + i % chunk`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,11 +166,6 @@ pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
     [&TILE4, &TILE16_VEC4, &TILE16_SUBGROUP, &SHARED64, &SHARED64_HALF_MATH, &SHARED32, &SHARED32_HALF_MATH, &MATRIX].into_iter().flat_map(PerWeights::both)
 }
 
-/// Below this many 64 x 64 blocks, GPUs get 32 x 32 ones: the largest GPUs have about 130
-/// compute units (an H100 132), and a 1 s utterance's q projection in small:default is 6
-/// blocks of 64. Until an autotune measures the adapter, a fixed line.
-const SMALL_GRID: u64 = 128;
-
 /// How a linear dispatch tiles its outputs over invocations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinearForm {
@@ -182,7 +179,8 @@ pub enum LinearForm {
     /// memory, 4 x 4 outputs per invocation: vec4-aligned slices on GPUs.
     Shared64,
     /// [`LinearForm::Shared64`] with 32 x 32 outputs per 8 x 8 workgroup: four times the
-    /// workgroups, for outputs too small to fill a GPU with 64 x 64 blocks.
+    /// workgroups, for outputs too small to fill a GPU with 64 x 64 blocks (below the
+    /// device's line, see [`tune`]).
     Shared32,
     /// 16 x 16 outputs per invocation as sixteen 4 x 4 matrices, vec4 loads along the depth,
     /// 8 x 1 invocations per workgroup: slices whose offsets are all multiples of 4. For CPU
@@ -205,9 +203,12 @@ impl LinearForm {
             (true, _) if w.weight.math == Arithmetic::F16Matrix => LinearForm::Matrix,
             (true, true) if ctx.subgroup_size == Some(8) => LinearForm::Tile16Subgroup,
             (true, true) => LinearForm::Tile16Vec4,
+            // Below the line (measured at load on GPUs, see `tune`), 64 x 64 blocks would be too
+            // few to fill the device.
             (true, false) => {
-                let blocks = cols.div_ceil(64) as u64 * input.rows.div_ceil(64) as u64 * input.batch.max(1) as u64;
-                if blocks < SMALL_GRID { LinearForm::Shared32 } else { LinearForm::Shared64 }
+                let blocks = tune::blocks64(input.rows, cols) * input.batch.max(1) as u64;
+                let line = ctx.tile_line(Precision { weights: w.weight.precision, math: w.weight.math }).unwrap_or(tune::DEFAULT_LINE);
+                if blocks < line { LinearForm::Shared32 } else { LinearForm::Shared64 }
             }
         }
     }
