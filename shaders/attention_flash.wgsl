@@ -3,14 +3,10 @@
 // by all 64 queries, instead of each query reading every key and value row from memory itself.
 // Each invocation keeps its query's 64 values and output accumulator in registers. The softmax
 // is online, in f32, rescaled once per tile: the running max moves to the tile's max, then the
-// tile's weights are added. Composed after attention.wgsl, whose parameters and bindings it uses.
+// tile's weights are added. Composed after attention.wgsl (parameters, bindings) and
+// attention_tiles.wgsl (the staged tiles).
 
 const QUERIES_PER_GROUP: u32 = 64u;
-const KEYS_PER_TILE: u32 = 16u;
-const TILE_VECS: u32 = 256u; // KEYS_PER_TILE * VEC_PER_HEAD
-
-var<workgroup> k_tile: array<vec4<f32>, TILE_VECS>;
-var<workgroup> v_tile: array<vec4<f32>, TILE_VECS>;
 
 @compute @workgroup_size(64, 1, 1)
 fn attention_flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -23,7 +19,6 @@ fn attention_flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let head_off = h * VEC_PER_HEAD;
     let row = b * p.frames + min(t, p.frames - 1u);
     let q_base = q_at(row, head_off);
-    let k_off = key_offset();
     var qh = scaled_query(q_base);
     // Function-scope variables start at zero.
     var acc: array<vec4<f32>, 16>;
@@ -31,13 +26,7 @@ fn attention_flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     var denom = 0.0;
     let keys = min(lengths[b], p.frames);
     for (var s0 = 0u; s0 < keys; s0 += KEYS_PER_TILE) {
-        // 64 invocations stage 16 keys and values: 4 vec4 of each per invocation.
-        for (var i = lid; i < TILE_VECS; i += QUERIES_PER_GROUP) {
-            let s = s0 + i / VEC_PER_HEAD;
-            let src = q_at(b * p.frames + min(s, keys - 1u), head_off) + k_off + i % VEC_PER_HEAD;
-            k_tile[i] = k[src];
-            v_tile[i] = v[src + k_off];
-        }
+        stage_kv_tile(lid, b, head_off, s0, keys);
         workgroupBarrier();
         let in_tile = min(KEYS_PER_TILE, keys - s0);
         var scores: array<f32, 16>;

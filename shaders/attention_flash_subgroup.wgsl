@@ -10,19 +10,13 @@
 // lanes hold the same scores, hence the same running max and denominator.
 // Keys and values pass through workgroup memory 16 at a time, shared by the 8 queries; the
 // softmax is online in f32, rescaled once per tile, as in attention_flash.wgsl.
-// Composed after attention.wgsl, whose parameters, bindings and helpers it uses. No
+// Composed after attention.wgsl (parameters, bindings, helpers) and attention_tiles.wgsl. No
 // `enable subgroups;`: naga 30 rejects it as unimplemented, and accepts subgroup built-ins
 // without it where the device has the SUBGROUP feature.
 
 const LANES_PER_QUERY: u32 = 8u;
 const QUERIES_PER_GROUP: u32 = 8u;
-const GROUP_SIZE: u32 = 64u; // QUERIES_PER_GROUP * LANES_PER_QUERY
-const KEYS_PER_TILE: u32 = 16u;
-const TILE_VECS: u32 = 256u; // KEYS_PER_TILE * VEC_PER_HEAD
 const NO_WEIGHT: f32 = -3.0e38;
-
-var<workgroup> k_tile: array<vec4<f32>, TILE_VECS>;
-var<workgroup> v_tile: array<vec4<f32>, TILE_VECS>;
 
 // x summed over the 8 lanes of this lane's query, in each of them.
 fn query_sum(x: vec4<f32>) -> vec4<f32> {
@@ -43,7 +37,6 @@ fn attention_flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
     let head_off = h * VEC_PER_HEAD;
     let row = b * p.frames + min(t, p.frames - 1u);
     let q_base = q_at(row, head_off) + lane;
-    let k_off = key_offset();
     let q_lo = q[q_base] * p.scale;
     let q_hi = q[q_base + LANES_PER_QUERY] * p.scale;
     var acc_lo = vec4<f32>(0.0);
@@ -52,14 +45,8 @@ fn attention_flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
     var denom = 0.0;
     let keys = min(lengths[b], p.frames);
     for (var s0 = 0u; s0 < keys; s0 += KEYS_PER_TILE) {
-        // 64 invocations stage 16 keys and values: 4 vec4 of each per invocation. The tile's
-        // tail past the last key repeats it, to be masked below.
-        for (var i = lid; i < TILE_VECS; i += GROUP_SIZE) {
-            let s = s0 + i / VEC_PER_HEAD;
-            let src = q_at(b * p.frames + min(s, keys - 1u), head_off) + k_off + i % VEC_PER_HEAD;
-            k_tile[i] = k[src];
-            v_tile[i] = v[src + k_off];
-        }
+        // The tile's tail past the last key repeats it, to be masked below.
+        stage_kv_tile(lid, b, head_off, s0, keys);
         workgroupBarrier();
         // scores[i] holds keys 4i .. 4i + 3 of the tile, so that one shuffle sums four.
         var scores: array<vec4<f32>, 4>;

@@ -29,8 +29,10 @@ const OUT_ROW: u32 = 68u;
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 
-var<workgroup> xs: array<f16, 2560>; // BLOCK * ROW
-var<workgroup> ws: array<f16, 2560>;
+// The staged x rows, then the staged weight rows, BLOCK * ROW values each.
+var<workgroup> staged: array<f16, 5120>;
+const XS: u32 = 0u;
+const WS: u32 = 2560u;
 var<workgroup> out: array<f32, 4352>; // BLOCK * OUT_ROW
 
 // Weight column of subnet depth index k (a multiple of 4, so a vec4 never straddles chunks).
@@ -38,21 +40,12 @@ fn weight_col(k: u32) -> u32 {
     return (k / p.col_chunk) * p.col_chunk_stride + k % p.col_chunk;
 }
 
-// Four staged values at `at` (WGSL cannot pass workgroup pointers to functions: one each).
-fn stage_x(at: u32, v: vec4<f32>) {
+fn stage(at: u32, v: vec4<f32>) {
     let h = vec4<f16>(v);
-    xs[at] = h.x;
-    xs[at + 1u] = h.y;
-    xs[at + 2u] = h.z;
-    xs[at + 3u] = h.w;
-}
-
-fn stage_w(at: u32, v: vec4<f32>) {
-    let h = vec4<f16>(v);
-    ws[at] = h.x;
-    ws[at + 1u] = h.y;
-    ws[at + 2u] = h.z;
-    ws[at + 3u] = h.w;
+    staged[at] = h.x;
+    staged[at + 1u] = h.y;
+    staged[at + 2u] = h.z;
+    staged[at + 3u] = h.w;
 }
 
 @compute @workgroup_size(128)
@@ -93,21 +86,21 @@ fn linear_matrix(@builtin(workgroup_id) wid: vec3<u32>,
             let kv = k4 + part;
             let at = slot * ROW + part * 4u;
             if (!tail) {
-                stage_x(at, x[x_rows[e] + kv]);
-                stage_w(at, weight4(w_rows[e] + weight_col(kv * 4u) / 4u));
+                stage(XS + at, x[x_rows[e] + kv]);
+                stage(WS + at, weight4(w_rows[e] + weight_col(kv * 4u) / 4u));
             } else {
                 let live = kv < depth4;
                 let kc = min(kv, depth4 - 1u);
-                stage_x(at, select(vec4<f32>(0.0), x[x_rows[e] + kc], live));
-                stage_w(at, select(vec4<f32>(0.0), weight4(w_rows[e] + weight_col(kc * 4u) / 4u), live));
+                stage(XS + at, select(vec4<f32>(0.0), x[x_rows[e] + kc], live));
+                stage(WS + at, select(vec4<f32>(0.0), weight4(w_rows[e] + weight_col(kc * 4u) / 4u), live));
             }
         }
         workgroupBarrier();
         for (var k = 0u; k < STEP; k += 16u) {
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[r0 * ROW + k], ROW);
-            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[(r0 + 16u) * ROW + k], ROW);
-            let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[c0 * ROW + k], ROW);
-            let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[(c0 + 16u) * ROW + k], ROW);
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&staged[XS + r0 * ROW + k], ROW);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&staged[XS + (r0 + 16u) * ROW + k], ROW);
+            let b0 = coopLoad<coop_mat16x16<f16, B>>(&staged[WS + c0 * ROW + k], ROW);
+            let b1 = coopLoad<coop_mat16x16<f16, B>>(&staged[WS + (c0 + 16u) * ROW + k], ROW);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
             c10 = coopMultiplyAdd(a1, b0, c10);

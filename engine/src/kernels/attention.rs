@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::CommandStream;
-use crate::gpu::sources::{ATTENTION, ATTENTION_FLASH, ATTENTION_FLASH_SUBGROUP, ATTENTION_SUBGROUP};
+use crate::gpu::sources::{ATTENTION, ATTENTION_FLASH, ATTENTION_FLASH_SUBGROUP, ATTENTION_SUBGROUP, ATTENTION_TILES};
 use crate::gpu::{Kernel, ParamsLayout};
 
 /// LightHuBERT's heads are 64 wide whatever the subnet.
@@ -58,9 +58,9 @@ const PARAMS: ParamsLayout = crate::params_layout!(AttentionParams { frames, bat
 /// [`AttentionForm::PerQuery`].
 pub static PER_QUERY: Kernel = Kernel::new(ATTENTION, &[], "attention", PARAMS);
 /// [`AttentionForm::Flash`]: shares `attention.wgsl`'s parameters and bindings.
-pub static FLASH: Kernel = Kernel::new(ATTENTION_FLASH, &[ATTENTION], "attention_flash", PARAMS);
+pub static FLASH: Kernel = Kernel::new(ATTENTION_FLASH, &[ATTENTION, ATTENTION_TILES], "attention_flash", PARAMS);
 /// [`AttentionForm::FlashSubgroup`]: shares `attention.wgsl`'s bindings and helpers.
-pub static FLASH_SUBGROUP: Kernel = Kernel::new(ATTENTION_FLASH_SUBGROUP, &[ATTENTION], "attention_flash_subgroup", PARAMS).with_min_subgroup_size(8);
+pub static FLASH_SUBGROUP: Kernel = Kernel::new(ATTENTION_FLASH_SUBGROUP, &[ATTENTION, ATTENTION_TILES], "attention_flash_subgroup", PARAMS).with_min_subgroup_size(8);
 /// [`AttentionForm::Subgroup8`]: shares `attention.wgsl`'s bindings and helpers.
 pub static SUBGROUP8: Kernel = Kernel::new(ATTENTION_SUBGROUP, &[ATTENTION], "attention_subgroup", PARAMS).with_subgroup_size(8);
 
