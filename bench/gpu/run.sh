@@ -5,6 +5,7 @@
 #   adapter.txt       nvidia-smi, the adapters wgpu sees, the one used
 #   fidelity-*.log    every end-to-end fixture and every kernel form on this GPU, both kernel
 #                     families, every precision (the kernels-tests binaries)
+#   *-forms.md/jsonl  every kernel form timed on the shapes of a forward pass (which wins where)
 #   *.md, *.jsonl     lighthubert-bench: small default/min, base default/max at 1, 4, 10, 30 s,
 #                     beside the authors' PyTorch on CUDA in fp32 (the ratio), TF32 and fp16 autocast;
 #                     then ours with f16 weights in f16 and f16-matrix arithmetic
@@ -62,6 +63,9 @@ step "fidelity: every end-to-end fixture and kernel form on this adapter"
 for t in end_to_end kernels; do
     "$bin/$t" --test-threads 1 --nocapture 2>&1 | tee "$OUT/fidelity-$t.log" | grep -E "^adapter|test result|FAILED|panicked"
 done
+
+step "every kernel form on the shapes of a forward pass"
+"$bin/lighthubert-bench" forms --seconds "$seconds" --runs $runs --out-dir "$OUT" | tail -n 3
 
 step "full-size checkpoints (random weights, the authors' class)"
 ckpts="$(mktemp -d)"

@@ -13,6 +13,7 @@ mod cases;
 mod corpus;
 mod dense;
 mod export;
+mod forms;
 mod pytorch;
 mod report;
 mod stats;
@@ -54,6 +55,9 @@ enum Mode {
     /// Subnets exported as standalone files (`lighthubert export`) against the supernet they
     /// came from: file size, load time, GPU memory, and their features compared bit for bit.
     Export(export::ExportArgs),
+    /// Every kernel form the adapter runs, on the shapes of a forward pass (1 to 30 s, base
+    /// and small widths), timed side by side: which form wins where on this device.
+    Forms(forms::FormsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -110,6 +114,7 @@ fn main() -> Res<()> {
     match cli.mode {
         Some(Mode::Corpus(c)) => corpus::run(&c, &repo_root()),
         Some(Mode::Export(e)) => export::run(&e, &repo_root()),
+        Some(Mode::Forms(f)) => forms::run(&f, &repo_root()),
         None => engine_benchmarks(&cli.args),
     }
 }
