@@ -64,7 +64,7 @@ fn pattern(len: usize, seed: u32) -> Vec<f32> {
 fn gemm_forms(ctx: &GpuContext) -> Vec<(LinearForm, Arithmetic)> {
     let mut forms = vec![(LinearForm::Tile4, Arithmetic::F32), (LinearForm::Tile16Vec4, Arithmetic::F32)];
     if ctx.subgroup_size == Some(8) {
-        forms.push((LinearForm::Tile16Subgroup, Arithmetic::F32));
+        forms.extend([(LinearForm::Subgroup32x4, Arithmetic::F32), (LinearForm::Subgroup32x4Scalar, Arithmetic::F32)]);
     }
     forms.extend([(LinearForm::Shared64, Arithmetic::F32), (LinearForm::Shared32, Arithmetic::F32)]);
     if ctx.shader_f16 {
@@ -82,7 +82,7 @@ fn attention_forms(ctx: &GpuContext) -> Vec<AttentionForm> {
         forms.push(AttentionForm::FlashSubgroup);
     }
     if ctx.subgroup_size == Some(8) {
-        forms.push(AttentionForm::Subgroup8);
+        forms.push(AttentionForm::Subgroup16);
     }
     forms
 }
@@ -149,6 +149,7 @@ pub fn run(args: &FormsArgs, repo: &Path) -> Res<()> {
                 let shape = PosConvShape { embed_full: pos_e, groups: pos_groups, kernel: pos_k };
                 let mut forms = vec![PosConvForm::Direct];
                 forms.extend(PosConvForm::tiled_fits(shape, channels).then_some(PosConvForm::Tiled));
+                forms.extend((ctx.subgroup_size == Some(8) && PosConvForm::subgroup_fits(shape, channels)).then_some(PosConvForm::Subgroup));
                 forms.extend(PosConvForm::gemm_fits(shape, channels).then_some(PosConvForm::Gemm));
                 for form in forms {
                     PosConvResidual { x: &x, weight: &pos_w, tap_scale: &tap_scale, bias: &bias, shape, lengths: &lengths, batch: 1, frames: t, channels, y: &y }

@@ -57,10 +57,13 @@ fn values(ckpt: &Checkpoint, key: &str) -> Vec<f32> {
 /// this machine's adapter would pick.
 fn linear_forms(ctx: &GpuContext, input: &LinearInput, w: &WeightSlice) -> Vec<LinearForm> {
     let mut forms = vec![LinearForm::Tile4];
+    if ctx.subgroup_size == Some(8) {
+        forms.push(LinearForm::Subgroup32x4Scalar);
+    }
     if LinearForm::vec4_aligned(input, w) {
         forms.extend([LinearForm::Tile16Vec4, LinearForm::Shared64, LinearForm::Shared32]);
         if ctx.subgroup_size == Some(8) {
-            forms.push(LinearForm::Tile16Subgroup);
+            forms.push(LinearForm::Subgroup32x4);
         }
     }
     forms
@@ -74,7 +77,7 @@ fn attention_forms(ctx: &GpuContext) -> Vec<AttentionForm> {
         forms.push(AttentionForm::FlashSubgroup);
     }
     if ctx.subgroup_size == Some(8) {
-        forms.push(AttentionForm::Subgroup8);
+        forms.push(AttentionForm::Subgroup16);
     }
     forms
 }
@@ -268,7 +271,7 @@ fn positional_conv_regroups_for_each_width() {
     let bias = values(ckpt, "encoder.pos_conv.0.bias");
     let bb = ctx.upload_weight("pos_conv.bias", &bias).unwrap();
     let shape = PosConvShape { embed_full: dims.embed as u32, groups: dims.pos_conv_groups as u32, kernel: k as u32 };
-    let mut tiled_runs = 0;
+    let (mut tiled_runs, mut subgroup_runs) = (0, 0);
     for e in [64usize, 96, 128] {
         let key = format!("pos_conv.e{e}");
         let x = f.get(&format!("{key}.x"));
@@ -284,6 +287,10 @@ fn positional_conv_regroups_for_each_width() {
             forms.push(PosConvForm::Tiled);
             tiled_runs += 1;
         }
+        if ctx.subgroup_size == Some(8) && PosConvForm::subgroup_fits(shape, e as u32) {
+            forms.push(PosConvForm::Subgroup);
+            subgroup_runs += 1;
+        }
         assert!(PosConvForm::gemm_fits(shape, e as u32));
         forms.push(PosConvForm::Gemm);
         for form in forms {
@@ -298,6 +305,9 @@ fn positional_conv_regroups_for_each_width() {
         }
     }
     assert_eq!(tiled_runs, 2, "E=64 and E=128 have group sizes divisible by 4");
+    if ctx.subgroup_size == Some(8) {
+        assert_eq!(subgroup_runs, 1, "E=128 has group sizes divisible by 8");
+    }
 }
 
 #[test]
@@ -305,7 +315,8 @@ fn positional_conv_forms_match_cpu_reference_on_a_padded_batch() {
     let ctx = gpu();
     // Two utterances padded to the same frames (one of them shorter), subnet groups that are
     // part of each supernet group. The second case has the real kernel of 128 taps, 3 frame
-    // tiles of the GEMM form and groups of 12 channels (a partial chunk of 8).
+    // tiles of the GEMM form and groups of 12 channels (a partial chunk of 8); the third, 3
+    // frame tiles of the subgroup form (the last one partial) over groups of 16 channels.
     struct Case {
         shape: PosConvShape,
         e: usize,
@@ -315,6 +326,7 @@ fn positional_conv_forms_match_cpu_reference_on_a_padded_batch() {
     let cases = [
         Case { shape: PosConvShape { embed_full: 48, groups: 4, kernel: 16 }, e: 32, frames: 45, lengths: [45, 23] },
         Case { shape: PosConvShape { embed_full: 80, groups: 5, kernel: 128 }, e: 60, frames: 150, lengths: [150, 70] },
+        Case { shape: PosConvShape { embed_full: 96, groups: 4, kernel: 128 }, e: 64, frames: 150, lengths: [150, 70] },
     ];
     for (n, Case { shape, e, frames, lengths }) in cases.into_iter().enumerate() {
         let (full, k) = (shape.embed_full as usize, shape.kernel as usize);
@@ -339,7 +351,11 @@ fn positional_conv_forms_match_cpu_reference_on_a_padded_batch() {
             want.extend_from_slice(&xu[len * e..]);
         }
         assert!(PosConvForm::tiled_fits(shape, e as u32) && PosConvForm::gemm_fits(shape, e as u32));
-        for form in [PosConvForm::Direct, PosConvForm::Tiled, PosConvForm::Gemm] {
+        let mut forms = vec![PosConvForm::Direct, PosConvForm::Tiled, PosConvForm::Gemm];
+        if ctx.subgroup_size == Some(8) && PosConvForm::subgroup_fits(shape, e as u32) {
+            forms.push(PosConvForm::Subgroup);
+        }
+        for form in forms {
             let wb = ctx.upload_matrix("v", &tap_major, WeightPrecision::F32).unwrap();
             let got = run(&ctx, &y, x.len(), |s| PosConvResidual { x: &xb, weight: &wb, tap_scale: &sb, bias: &bb, shape, lengths: &lb, batch: 2, frames: frames as u32, channels: e as u32, y: &y }.record_as(s, form));
             assert_close(&format!("pos_conv case {n} {form:?} batch vs cpu"), &got, &want, 1e-6, 5e-5);
@@ -434,12 +450,13 @@ fn linear_kernel_matches_cpu_reference_on_ragged_shapes() {
     let cols_map = IndexMap::chunked(15, 20);
     let (xb, wb, bb) = (ctx.activation_from("x", &x).unwrap(), ctx.upload_matrix("w", &w, WeightPrecision::F32).unwrap(), ctx.upload_weight("b", &b).unwrap());
     let y = ctx.activation("y", rows * cols).unwrap();
-    let got = run(&ctx, &y, rows * cols, |s| {
-        let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, first_row: 0, rows: rows_map, cols: cols_map };
-        Linear { input: LinearInput::windows(&xb, rows as u32, depth as u32, 3, 1, 0), weight: slice, cols: cols as u32, act: Activation::Gelu, y: &y }.record(s);
-    });
+    let slice = WeightSlice { weight: &wb, bias: Some(&bb), row_stride: in_full as u32, first_row: 0, rows: rows_map, cols: cols_map };
+    let input = LinearInput::windows(&xb, rows as u32, depth as u32, 3, 1, 0);
     let want = linear_cpu(&LinearCpu { x: &x, rows, depth, x_row_stride: 3, weight: &w, bias: Some(&b), w_row_stride: in_full, row_map: rows_map, col_map: cols_map, cols, act: Activation::Gelu });
-    assert_close("linear vs cpu", &got, &want, 1e-6, 5e-5);
+    for form in linear_forms(&ctx, &input, &slice) {
+        let got = run(&ctx, &y, rows * cols, |s| Linear { input, weight: slice, cols: cols as u32, act: Activation::Gelu, y: &y }.record_as(s, form));
+        assert_close(&format!("linear {form:?} vs cpu"), &got, &want, 1e-6, 5e-5);
+    }
 }
 
 #[test]

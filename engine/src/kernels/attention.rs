@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::CommandStream;
-use crate::gpu::sources::{ATTENTION, ATTENTION_FLASH, ATTENTION_FLASH_SUBGROUP, ATTENTION_SUBGROUP, ATTENTION_TILES};
+use crate::gpu::sources::{ATTENTION, ATTENTION_FLASH, ATTENTION_FLASH_SUBGROUP, ATTENTION_SUBGROUP16, ATTENTION_TILES};
 use crate::gpu::{Kernel, ParamsLayout};
 
 /// LightHuBERT's heads are 64 wide whatever the subnet.
@@ -37,9 +37,10 @@ pub enum AttentionForm {
     /// short utterance makes up to 8 times as many workgroups: GPUs whose subgroups are never
     /// smaller than 8 (any power of two from 8 up).
     FlashSubgroup,
-    /// 8 neighbouring queries per workgroup sharing key and value loads by subgroup broadcast:
-    /// CPU-family devices with subgroups of exactly 8 (lavapipe).
-    Subgroup8,
+    /// 16 neighbouring queries per workgroup of 8 invocations, two per invocation, sharing
+    /// each key and value row by subgroup broadcast, so a row is loaded once for 16 queries:
+    /// CPU-family devices with subgroups of exactly 8 (lavapipe, where loads dominate).
+    Subgroup16,
 }
 
 impl AttentionForm {
@@ -47,7 +48,7 @@ impl AttentionForm {
         match (ctx.kernel_family, ctx.subgroup_size) {
             (crate::gpu::KernelFamily::Gpu, _) if ctx.has_subgroups_for(&FLASH_SUBGROUP) => AttentionForm::FlashSubgroup,
             (crate::gpu::KernelFamily::Gpu, _) => AttentionForm::Flash,
-            (crate::gpu::KernelFamily::Cpu, Some(8)) => AttentionForm::Subgroup8,
+            (crate::gpu::KernelFamily::Cpu, Some(8)) => AttentionForm::Subgroup16,
             (crate::gpu::KernelFamily::Cpu, _) => AttentionForm::PerQuery,
         }
     }
@@ -61,12 +62,12 @@ pub static PER_QUERY: Kernel = Kernel::new(ATTENTION, &[], "attention", PARAMS);
 pub static FLASH: Kernel = Kernel::new(ATTENTION_FLASH, &[ATTENTION, ATTENTION_TILES], "attention_flash", PARAMS);
 /// [`AttentionForm::FlashSubgroup`]: shares `attention.wgsl`'s bindings and helpers.
 pub static FLASH_SUBGROUP: Kernel = Kernel::new(ATTENTION_FLASH_SUBGROUP, &[ATTENTION, ATTENTION_TILES], "attention_flash_subgroup", PARAMS).with_min_subgroup_size(8);
-/// [`AttentionForm::Subgroup8`]: shares `attention.wgsl`'s bindings and helpers.
-pub static SUBGROUP8: Kernel = Kernel::new(ATTENTION_SUBGROUP, &[ATTENTION], "attention_subgroup", PARAMS).with_subgroup_size(8);
+/// [`AttentionForm::Subgroup16`]: shares `attention.wgsl`'s bindings and helpers.
+pub static SUBGROUP16: Kernel = Kernel::new(ATTENTION_SUBGROUP16, &[ATTENTION], "attention_subgroup16", PARAMS).with_subgroup_size(8);
 
 /// Every kernel of this module.
 pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
-    [&PER_QUERY, &FLASH, &FLASH_SUBGROUP, &SUBGROUP8].into_iter()
+    [&PER_QUERY, &FLASH, &FLASH_SUBGROUP, &SUBGROUP16].into_iter()
 }
 
 /// Where attention finds its queries, keys and values, each [batch * frames, heads * 64].
@@ -110,7 +111,7 @@ impl Attention<'_> {
             AttentionForm::PerQuery => (&PER_QUERY, 64),
             AttentionForm::Flash => (&FLASH, 64),
             AttentionForm::FlashSubgroup => (&FLASH_SUBGROUP, 8),
-            AttentionForm::Subgroup8 => (&SUBGROUP8, 8),
+            AttentionForm::Subgroup16 => (&SUBGROUP16, 16),
         };
         stream.dispatch(kernel, &params, &[q, k, v, lengths, out], [frames.div_ceil(per_group), heads, batch]);
         // Scores and the weighted sum of values, against every key (padding makes it less).

@@ -3,7 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream, PerWeights};
-use crate::gpu::sources::{GELU, POS_CONV, POS_CONV_GEMM, POS_CONV_TILED, WEIGHTS_F16, WEIGHTS_F32};
+use crate::gpu::sources::{GELU, POS_CONV, POS_CONV_GEMM, POS_CONV_SUBGROUP, POS_CONV_TILED, WEIGHTS_F16, WEIGHTS_F32};
 use crate::gpu::{Kernel, KernelFamily, ParamsLayout, WeightMatrix};
 
 #[repr(C)]
@@ -41,6 +41,11 @@ pub enum PosConvForm {
     /// 16 frames x 4 channels per invocation as 4 x 4 matrices, vec4 loads: group sizes that
     /// are multiples of 4, for CPU adapters (see `shaders/pos_conv_tiled.wgsl`).
     Tiled,
+    /// 64 frames x 8 channels of a group per workgroup of 8 invocations, each owning 8 frames of
+    /// all 8 channels, the weights loaded once per subgroup and broadcast: group sizes that are
+    /// multiples of 8, on CPU adapters whose subgroups are exactly 8 wide (lavapipe; see
+    /// `shaders/pos_conv_subgroup.wgsl`).
+    Subgroup,
     /// A grouped implicit GEMM: 64 frames x 8 channels of a group per workgroup, the input rows
     /// of its windows staged once per 8 input channels in workgroup memory and read by every
     /// tap, the weights 16 taps at a time: GPUs, kernels up to 128 taps.
@@ -50,6 +55,7 @@ pub enum PosConvForm {
 impl PosConvForm {
     pub fn for_device(ctx: &crate::gpu::GpuContext, shape: PosConvShape, channels: u32) -> Self {
         match ctx.kernel_family {
+            KernelFamily::Cpu if ctx.subgroup_size == Some(8) && Self::subgroup_fits(shape, channels) => PosConvForm::Subgroup,
             KernelFamily::Cpu if Self::tiled_fits(shape, channels) => PosConvForm::Tiled,
             KernelFamily::Gpu if Self::gemm_fits(shape, channels) => PosConvForm::Gemm,
             _ => PosConvForm::Direct,
@@ -66,6 +72,11 @@ impl PosConvForm {
     pub fn tiled_fits(shape: PosConvShape, channels: u32) -> bool {
         channels.is_multiple_of(shape.groups) && (channels / shape.groups).is_multiple_of(4) && shape.full_group_size().is_multiple_of(4)
     }
+
+    /// Whether the subnet's group size is a multiple of 8 and the supernet's of 4.
+    pub fn subgroup_fits(shape: PosConvShape, channels: u32) -> bool {
+        Self::tiled_fits(shape, channels) && (channels / shape.groups).is_multiple_of(8)
+    }
 }
 
 const PARAMS: ParamsLayout = crate::params_layout!(PosConvParams { frames, channels, group_size, kernel, w_out_stride, pad, w_tap_stride });
@@ -75,12 +86,14 @@ const PRELUDES: [&[crate::gpu::sources::Source]; 2] = [&[GELU, WEIGHTS_F32], &[G
 pub static DIRECT: PerWeights = PerWeights::new(POS_CONV, PRELUDES, "pos_conv_residual", PARAMS);
 /// [`PosConvForm::Tiled`].
 pub static TILED: PerWeights = PerWeights::new(POS_CONV_TILED, PRELUDES, "pos_conv_tiled", PARAMS);
+/// [`PosConvForm::Subgroup`].
+pub static SUBGROUP: PerWeights = PerWeights::new(POS_CONV_SUBGROUP, PRELUDES, "pos_conv_subgroup", PARAMS).with_subgroup_size(8);
 /// [`PosConvForm::Gemm`]: composed after `pos_conv.wgsl`, whose parameters and bindings it uses.
 pub static GEMM: PerWeights = PerWeights::new(POS_CONV_GEMM, [&[GELU, WEIGHTS_F32, POS_CONV], &[GELU, WEIGHTS_F16, POS_CONV]], "pos_conv_gemm", PARAMS);
 
 /// Every kernel of this module.
 pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
-    [&DIRECT, &TILED, &GEMM].into_iter().flat_map(PerWeights::both)
+    [&DIRECT, &TILED, &SUBGROUP, &GEMM].into_iter().flat_map(PerWeights::both)
 }
 
 /// y = x + GELU(conv(x) + bias) for x [batch, frames, channels]. The full weight is v laid out
@@ -112,11 +125,13 @@ impl PosConvResidual<'_> {
     /// Queues the dispatch in a given form.
     ///
     /// # Panics
-    /// If `form` is [`PosConvForm::Tiled`] and the shape does not [`PosConvForm::tiled_fits`], or
+    /// If `form` is [`PosConvForm::Tiled`] and the shape does not [`PosConvForm::tiled_fits`],
+    /// [`PosConvForm::Subgroup`] and it does not [`PosConvForm::subgroup_fits`], or
     /// [`PosConvForm::Gemm`] and it does not [`PosConvForm::gemm_fits`].
     pub fn record_as(&self, stream: &mut CommandStream, form: PosConvForm) {
         let PosConvResidual { x, weight, tap_scale, bias, shape, lengths, batch, frames, channels, y } = *self;
         assert!(form != PosConvForm::Tiled || PosConvForm::tiled_fits(shape, channels), "pos_conv_tiled needs group sizes divisible by 4");
+        assert!(form != PosConvForm::Subgroup || PosConvForm::subgroup_fits(shape, channels), "pos_conv_subgroup needs group sizes divisible by 8");
         assert!(form != PosConvForm::Gemm || PosConvForm::gemm_fits(shape, channels), "pos_conv_gemm needs K <= 128");
         let params = PosConvParams {
             frames,
@@ -131,6 +146,8 @@ impl PosConvResidual<'_> {
         let (kernel, groups) = match form {
             PosConvForm::Direct => (DIRECT.get(weight.precision), [channels.div_ceil(64), frames.div_ceil(4), batch]),
             PosConvForm::Tiled => (TILED.get(weight.precision), [channels.div_ceil(4 * 8), frames.div_ceil(16), batch]),
+            // 8 channels of one group per workgroup: group sizes are multiples of 8.
+            PosConvForm::Subgroup => (SUBGROUP.get(weight.precision), [channels / 8, frames.div_ceil(64), batch]),
             // Whole 8-output tiles per group: a tile never straddles two groups.
             PosConvForm::Gemm => (GEMM.get(weight.precision), [shape.groups * params.group_size.div_ceil(8), frames.div_ceil(64), batch]),
         };

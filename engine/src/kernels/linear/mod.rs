@@ -7,7 +7,7 @@ pub mod tune;
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream, PerWeights};
-use crate::gpu::sources::{Source, GELU, LINEAR, LINEAR_COMMON, LINEAR_MATRIX, LINEAR_SHARED, LINEAR_TILED, LINEAR_TILED_SUBGROUP, MATRIX_UNITS, STAGE_F16, STAGE_F32, TILE_32, TILE_64, WEIGHTS_F16, WEIGHTS_F32};
+use crate::gpu::sources::{Source, GELU, LINEAR, LINEAR_COMMON, LINEAR_MATRIX, LINEAR_SHARED, LINEAR_SUBGROUP_32X4, LINEAR_SUBGROUP_32X4_SCALAR, LINEAR_TILED, MATRIX_UNITS, STAGE_F16, STAGE_F32, TILE_32, TILE_64, WEIGHTS_F16, WEIGHTS_F32};
 use crate::gpu::{Arithmetic, Kernel, KernelFamily, ParamsLayout, Precision, WeightMatrix, WeightPrecision};
 
 /// Maps a subnet index onto a supernet index: `(i / chunk) * chunk_stride + i % chunk`.
@@ -102,15 +102,16 @@ const PARAMS: ParamsLayout = crate::params_layout!(LinearParams {
 
 const COMMON_F32: &[Source] = &[GELU, WEIGHTS_F32, LINEAR_COMMON];
 const COMMON_F16: &[Source] = &[GELU, WEIGHTS_F16, LINEAR_COMMON];
-const TILED_F32: &[Source] = &[GELU, WEIGHTS_F32, LINEAR_COMMON, LINEAR_TILED];
-const TILED_F16: &[Source] = &[GELU, WEIGHTS_F16, LINEAR_COMMON, LINEAR_TILED];
 
 /// [`LinearForm::Tile4`].
 pub static TILE4: PerWeights = PerWeights::new(LINEAR, [COMMON_F32, COMMON_F16], "linear", PARAMS);
 /// [`LinearForm::Tile16Vec4`].
 pub static TILE16_VEC4: PerWeights = PerWeights::new(LINEAR_TILED, [COMMON_F32, COMMON_F16], "linear_tiled", PARAMS);
-/// [`LinearForm::Tile16Subgroup`]: `linear_tiled.wgsl`'s tile loop with a subgroup load of x.
-pub static TILE16_SUBGROUP: PerWeights = PerWeights::new(LINEAR_TILED_SUBGROUP, [TILED_F32, TILED_F16], "linear_tiled_subgroup", PARAMS).with_subgroup_size(8);
+/// [`LinearForm::Subgroup32x4`].
+pub static SUBGROUP_32X4: PerWeights = PerWeights::new(LINEAR_SUBGROUP_32X4, [COMMON_F32, COMMON_F16], "linear_subgroup_32x4", PARAMS).with_subgroup_size(8);
+/// [`LinearForm::Subgroup32x4Scalar`].
+pub static SUBGROUP_32X4_SCALAR: PerWeights =
+    PerWeights::new(LINEAR_SUBGROUP_32X4_SCALAR, [COMMON_F32, COMMON_F16], "linear_subgroup_32x4_scalar", PARAMS).with_subgroup_size(8);
 /// [`LinearForm::Shared64`] in f32 arithmetic. Before `linear_shared.wgsl` come a stage prelude
 /// (the workgroup tiles' type), a tile prelude (their size), and the common ones.
 pub static SHARED64: PerWeights = PerWeights::new(
@@ -163,7 +164,7 @@ pub static MATRIX: PerWeights = PerWeights {
 
 /// Every kernel of this module.
 pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
-    [&TILE4, &TILE16_VEC4, &TILE16_SUBGROUP, &SHARED64, &SHARED64_HALF_MATH, &SHARED32, &SHARED32_HALF_MATH, &MATRIX].into_iter().flat_map(PerWeights::both)
+    [&TILE4, &TILE16_VEC4, &SUBGROUP_32X4, &SUBGROUP_32X4_SCALAR, &SHARED64, &SHARED64_HALF_MATH, &SHARED32, &SHARED32_HALF_MATH, &MATRIX].into_iter().flat_map(PerWeights::both)
 }
 
 /// How a linear dispatch tiles its outputs over invocations.
@@ -172,9 +173,17 @@ pub enum LinearForm {
     /// 4 x 4 outputs per invocation, 8 x 8 invocations per workgroup, scalar loads: any slice,
     /// any device.
     Tile4,
-    /// [`LinearForm::Tile16Vec4`] with each subgroup of 8 invocations loading x once and
-    /// sharing it by broadcast: CPU devices whose subgroups are exactly 8 wide (lavapipe).
-    Tile16Subgroup,
+    /// 32 frames x 32 units per workgroup of 8 invocations, each owning 4 units of all 32
+    /// frames (its own 4 weight rows, the frames loaded once per subgroup and broadcast), vec4
+    /// loads along the depth: vec4-aligned slices on CPU devices whose subgroups are exactly 8
+    /// wide (lavapipe, where it ran the GEMMs 1.6-2x faster than a 16 x 16 tile per invocation
+    /// with the same broadcast: 128 accumulators per invocation instead of 256, and 8 vec4
+    /// loads per 512 multiply-adds instead of 18 per 1024).
+    Subgroup32x4,
+    /// [`LinearForm::Subgroup32x4`] with scalar loads along the depth: any slice, on CPU
+    /// devices whose subgroups are exactly 8 wide (the conv extractor's first layer on
+    /// lavapipe, 8 loads per 128 multiply-adds where [`LinearForm::Tile4`] spends 8 per 16).
+    Subgroup32x4Scalar,
     /// 64 x 64 outputs per 16 x 16 workgroup, the depth staged 16 at a time through workgroup
     /// memory, 4 x 4 outputs per invocation: vec4-aligned slices on GPUs.
     Shared64,
@@ -199,9 +208,10 @@ impl LinearForm {
     /// The form for this device and this slice, with `cols` outputs per row.
     pub fn for_device(ctx: &crate::gpu::GpuContext, input: &LinearInput, w: &WeightSlice, cols: u32) -> Self {
         match (Self::vec4_aligned(input, w), ctx.kernel_family == KernelFamily::Cpu) {
+            (false, true) if ctx.subgroup_size == Some(8) => LinearForm::Subgroup32x4Scalar,
             (false, _) => LinearForm::Tile4,
             (true, _) if w.weight.math == Arithmetic::F16Matrix => LinearForm::Matrix,
-            (true, true) if ctx.subgroup_size == Some(8) => LinearForm::Tile16Subgroup,
+            (true, true) if ctx.subgroup_size == Some(8) => LinearForm::Subgroup32x4,
             (true, true) => LinearForm::Tile16Vec4,
             // Below the line (measured at load on GPUs, see `tune`), 64 x 64 blocks would be too
             // few to fill the device.
@@ -228,7 +238,8 @@ impl LinearForm {
             // One row of 8 invocations: short transformer inputs still make enough workgroups
             // to keep every CPU thread busy.
             LinearForm::Tile16Vec4 => (TILE16_VEC4.get(w.precision), [16 * 8, 16]),
-            LinearForm::Tile16Subgroup => (TILE16_SUBGROUP.get(w.precision), [16 * 8, 16]),
+            LinearForm::Subgroup32x4 => (SUBGROUP_32X4.get(w.precision), [32, 32]),
+            LinearForm::Subgroup32x4Scalar => (SUBGROUP_32X4_SCALAR.get(w.precision), [32, 32]),
             // The tiled forms take f16 matrix arithmetic as f16: both round the inputs to f16.
             LinearForm::Shared64 => match w.math {
                 Arithmetic::F32 => (SHARED64.get(w.precision), [64, 64]),
@@ -267,7 +278,8 @@ impl Linear<'_> {
     /// caller, not bad input.
     pub fn record_as(&self, stream: &mut CommandStream, form: LinearForm) {
         let Linear { input, weight: w, cols, act, y } = *self;
-        assert!(form == LinearForm::Tile4 || LinearForm::vec4_aligned(&input, &w), "{form:?} needs a vec4-aligned slice");
+        let any_slice = matches!(form, LinearForm::Tile4 | LinearForm::Subgroup32x4Scalar);
+        assert!(any_slice || LinearForm::vec4_aligned(&input, &w), "{form:?} needs a vec4-aligned slice");
         let params = LinearParams {
             rows: input.rows,
             cols,
