@@ -1,5 +1,5 @@
 // y = act(x W_s^T + b_s) for CPU adapters whose subgroups are exactly the 8 invocations of a
-// workgroup (lavapipe), on the vec4-aligned slices of linear_tiled.wgsl. A workgroup owns 32
+// workgroup (lavapipe), in vec4 or scalar depth steps (below). A workgroup owns 32
 // frames by 32 units; invocation l owns units l, l + 8, l + 16 and l + 24 for all 32 frames: 32
 // vec4 accumulators a_j, one per frame, whose components are its four units. One step along the
 // depth reads four depth values
@@ -16,25 +16,26 @@
 // the loop body is already about 24 KB of machine code (each load unrolled over the lanes),
 // so larger tiles lose more than they save. Measured on a 2-core Zen 5, Mesa 25.0.7: 32 x 4
 // per invocation ran the transformer and conv GEMMs 1.6-2x faster than 16 x 16 per invocation
-// with x broadcast the same way (the form it replaced); 16 x 4, 24 x 4, 64 x 4, 32 x 6, 32 x 8 and two depth steps per
-// iteration were all slower, 40 x 4 no faster.
+// with x broadcast the same way (the form it replaced); 16 x 4, 24 x 4, 64 x 4, 32 x 6, 32 x 8
+// and two depth steps per iteration were all slower, 40 x 4 no faster.
 //
-// Slicing as in linear_common.wgsl. Needs the gelu.wgsl, weight storage (binding 2) and
-// linear_common.wgsl preludes.
+// The depth step comes from a prelude: step_vec4.wgsl (the above: vec4 loads, vec4-aligned
+// slices) or step_scalar.wgsl (one depth value per step: any slice, e.g. the conv extractor's
+// first layer, depth 10 with rows 5 values apart; 8 loads feed 128 multiply-adds there, where
+// linear.wgsl's 4 x 4 tile spends 8 on 16). Slicing as in linear_common.wgsl. Needs the
+// gelu.wgsl, weight storage (binding 2), linear_common.wgsl and step preludes.
 
 const FRAMES: u32 = 32u;
 const UNITS: u32 = 32u;
 
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-
 // Frames and units past the edge repeat the last one, so the depth loop needs no bounds checks;
 // the repeats are never stored.
 fn frame_start(t: u32, x_off: u32) -> u32 {
-    return x_off + min(t, p.rows - 1u) * (p.x_row_stride / 4u);
+    return x_off + min(t, p.rows - 1u) * (p.x_row_stride / STEP);
 }
 
 fn unit_start(n: u32) -> u32 {
-    return weight_row(min(n, p.cols - 1u)) * (p.w_row_stride / 4u);
+    return weight_row(min(n, p.cols - 1u)) * (p.w_row_stride / STEP);
 }
 
 // Frame t's outputs for the invocation's units n0, n0 + 8, n0 + 16 and n0 + 24, biases b.
@@ -56,7 +57,7 @@ fn linear_subgroup_32x4(@builtin(workgroup_id) wg: vec3<u32>,
     // No early return: every invocation must reach every broadcast.
     let t0 = wg.y * FRAMES;
     let n0 = wg.x * UNITS + lane;
-    let x_off = wg.z * (p.x_batch_stride / 4u);
+    let x_off = wg.z * (p.x_batch_stride / STEP);
     let y_off = wg.z * p.y_batch_stride;
     let xs0 = frame_start(t0 + lane, x_off);
     let xs1 = frame_start(t0 + 8u + lane, x_off);
@@ -77,8 +78,8 @@ fn linear_subgroup_32x4(@builtin(workgroup_id) wg: vec3<u32>,
     var a28 = vec4<f32>(); var a29 = vec4<f32>(); var a30 = vec4<f32>(); var a31 = vec4<f32>();
 
     // The depth runs through the weight's column chunks; a prefix slice is a single chunk.
-    let depth = p.depth / 4u;
-    let chunk = min(p.col_chunk, p.depth) / 4u;
+    let depth = p.depth / STEP;
+    let chunk = min(p.col_chunk, p.depth) / STEP;
     var k = 0u;
     var w_col = 0u;
     while (k < depth) {
@@ -88,7 +89,7 @@ fn linear_subgroup_32x4(@builtin(workgroup_id) wg: vec3<u32>,
             let x1 = x[xs1 + k + kk];
             let x2 = x[xs2 + k + kk];
             let x3 = x[xs3 + k + kk];
-            let w = mat4x4<f32>(weight4(ws0 + w_col + kk), weight4(ws1 + w_col + kk), weight4(ws2 + w_col + kk), weight4(ws3 + w_col + kk));
+            let w = weight_step(ws0, ws1, ws2, ws3, w_col + kk);
             a0 += subgroupBroadcast(x0, 0u) * w; a1 += subgroupBroadcast(x0, 1u) * w; a2 += subgroupBroadcast(x0, 2u) * w; a3 += subgroupBroadcast(x0, 3u) * w;
             a4 += subgroupBroadcast(x0, 4u) * w; a5 += subgroupBroadcast(x0, 5u) * w; a6 += subgroupBroadcast(x0, 6u) * w; a7 += subgroupBroadcast(x0, 7u) * w;
             a8 += subgroupBroadcast(x1, 0u) * w; a9 += subgroupBroadcast(x1, 1u) * w; a10 += subgroupBroadcast(x1, 2u) * w; a11 += subgroupBroadcast(x1, 3u) * w;
@@ -99,7 +100,7 @@ fn linear_subgroup_32x4(@builtin(workgroup_id) wg: vec3<u32>,
             a28 += subgroupBroadcast(x3, 4u) * w; a29 += subgroupBroadcast(x3, 5u) * w; a30 += subgroupBroadcast(x3, 6u) * w; a31 += subgroupBroadcast(x3, 7u) * w;
         }
         k += len;
-        w_col += p.col_chunk_stride / 4u;
+        w_col += p.col_chunk_stride / STEP;
     }
 
     let b = vec4<f32>(bias_of(min(n0, p.cols - 1u)), bias_of(min(n0 + 8u, p.cols - 1u)),

@@ -7,7 +7,7 @@ pub mod tune;
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream, PerWeights};
-use crate::gpu::sources::{Source, GELU, LINEAR, LINEAR_COMMON, LINEAR_MATRIX, LINEAR_SHARED, LINEAR_SUBGROUP_32X4, LINEAR_SUBGROUP_32X4_SCALAR, LINEAR_TILED, MATRIX_UNITS, STAGE_F16, STAGE_F32, TILE_32, TILE_64, WEIGHTS_F16, WEIGHTS_F32};
+use crate::gpu::sources::{Source, GELU, LINEAR, LINEAR_COMMON, LINEAR_MATRIX, LINEAR_SHARED, LINEAR_SUBGROUP_32X4, LINEAR_TILED, MATRIX_UNITS, STAGE_F16, STAGE_F32, STEP_SCALAR, STEP_VEC4, TILE_32, TILE_64, WEIGHTS_F16, WEIGHTS_F32};
 use crate::gpu::{Arithmetic, Kernel, KernelFamily, ParamsLayout, Precision, WeightMatrix, WeightPrecision};
 
 /// Maps a subnet index onto a supernet index: `(i / chunk) * chunk_stride + i % chunk`.
@@ -107,11 +107,24 @@ const COMMON_F16: &[Source] = &[GELU, WEIGHTS_F16, LINEAR_COMMON];
 pub static TILE4: PerWeights = PerWeights::new(LINEAR, [COMMON_F32, COMMON_F16], "linear", PARAMS);
 /// [`LinearForm::Tile16Vec4`].
 pub static TILE16_VEC4: PerWeights = PerWeights::new(LINEAR_TILED, [COMMON_F32, COMMON_F16], "linear_tiled", PARAMS);
-/// [`LinearForm::Subgroup32x4`].
-pub static SUBGROUP_32X4: PerWeights = PerWeights::new(LINEAR_SUBGROUP_32X4, [COMMON_F32, COMMON_F16], "linear_subgroup_32x4", PARAMS).with_subgroup_size(8);
-/// [`LinearForm::Subgroup32x4Scalar`].
-pub static SUBGROUP_32X4_SCALAR: PerWeights =
-    PerWeights::new(LINEAR_SUBGROUP_32X4_SCALAR, [COMMON_F32, COMMON_F16], "linear_subgroup_32x4_scalar", PARAMS).with_subgroup_size(8);
+/// [`LinearForm::Subgroup32x4`]: `linear_subgroup_32x4.wgsl` in vec4 depth steps.
+pub static SUBGROUP_32X4: PerWeights = PerWeights {
+    f32: Kernel::new(LINEAR_SUBGROUP_32X4, &[GELU, WEIGHTS_F32, LINEAR_COMMON, STEP_VEC4], "linear_subgroup_32x4", PARAMS)
+        .reading(WeightPrecision::F32, "vec4 steps, f32 weights")
+        .with_subgroup_size(8),
+    f16: Kernel::new(LINEAR_SUBGROUP_32X4, &[GELU, WEIGHTS_F16, LINEAR_COMMON, STEP_VEC4], "linear_subgroup_32x4", PARAMS)
+        .reading(WeightPrecision::F16, "vec4 steps, f16 weights")
+        .with_subgroup_size(8),
+};
+/// [`LinearForm::Subgroup32x4Scalar`]: the same file in scalar depth steps.
+pub static SUBGROUP_32X4_SCALAR: PerWeights = PerWeights {
+    f32: Kernel::new(LINEAR_SUBGROUP_32X4, &[GELU, WEIGHTS_F32, LINEAR_COMMON, STEP_SCALAR], "linear_subgroup_32x4", PARAMS)
+        .reading(WeightPrecision::F32, "scalar steps, f32 weights")
+        .with_subgroup_size(8),
+    f16: Kernel::new(LINEAR_SUBGROUP_32X4, &[GELU, WEIGHTS_F16, LINEAR_COMMON, STEP_SCALAR], "linear_subgroup_32x4", PARAMS)
+        .reading(WeightPrecision::F16, "scalar steps, f16 weights")
+        .with_subgroup_size(8),
+};
 /// [`LinearForm::Shared64`] in f32 arithmetic. Before `linear_shared.wgsl` come a stage prelude
 /// (the workgroup tiles' type), a tile prelude (their size), and the common ones.
 pub static SHARED64: PerWeights = PerWeights::new(
