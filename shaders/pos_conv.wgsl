@@ -8,32 +8,12 @@
 // (K is even) means output frame t sees input frames t - K/2 .. t + K/2 - 1.
 // Batched: utterance b is `frames` rows from b * frames, of which lengths[b] are real; frames
 // past the length count as the zero padding a lone utterance would see. Padded rows copy x.
-// Needs the gelu.wgsl prelude and a weight storage prelude (weights_f32.wgsl or
-// weights_f16.wgsl), which declares binding 2.
-
-struct PosConvParams {
-    frames: u32,
-    channels: u32,
-    group_size: u32,
-    kernel: u32,
-    // Stride between output channels of the full weight: (E_full / groups) * K.
-    w_out_stride: u32,
-    pad: u32,
-    // Stride between taps of one output channel: E_full / groups.
-    w_tap_stride: u32,
-    _pad: u32,
-}
+// Needs the gelu.wgsl prelude, a weight storage prelude (weights_f32.wgsl or weights_f16.wgsl,
+// which declares binding 2) and pos_conv_common.wgsl (parameters, other bindings).
 
 const TILE_T: u32 = 4u;
 
-@group(0) @binding(0) var<uniform> p: PosConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> lengths: array<u32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-// Weight norm, kept apart from the stored v so that f16 storage of an f16 checkpoint is exact:
-// the weight is v[o, i, k] * tap_scale[k], tap_scale = g / ||v[:, :, k]||.
-@group(0) @binding(6) var<storage, read> tap_scale: array<f32>;
 
 // Invocation (o, tb, b) computes channel o for frames 4tb .. 4tb + 3 of utterance b.
 @compute @workgroup_size(64, 1)

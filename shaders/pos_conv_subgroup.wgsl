@@ -5,26 +5,10 @@
 // and 4-7). Per tap and 4 input channels, invocation l loads its 8 frames' vec4 of input and
 // channel l's vec4 of weights, and every channel's weights reach every lane by subgroup
 // broadcast: 9 loads feed 256 multiply-adds, where pos_conv_tiled.wgsl spends 20 (storage loads
-// cost a branch and a bounds check per lane and component there). Needs the gelu.wgsl prelude
-// and a weight storage prelude.
+// cost a branch and a bounds check per lane and component there). Needs the gelu.wgsl, weight
+// storage and pos_conv_common.wgsl preludes.
 
-struct PosConvParams {
-    frames: u32,
-    channels: u32,
-    group_size: u32,
-    kernel: u32,
-    w_out_stride: u32,
-    pad: u32,
-    w_tap_stride: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: PosConvParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> lengths: array<u32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-@group(0) @binding(6) var<storage, read> tap_scale: array<f32>;
 
 // Input channels i4 * 4 .. + 3 of the group, at frame t + k - pad of the utterance (zero
 // outside it: padding). `row0` is the utterance's first row, `valid` its length (> 0).

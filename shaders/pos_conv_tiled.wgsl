@@ -3,25 +3,10 @@
 // reading x and the tap-major weight as vec4 along the group's input channels: per tap and
 // 4 input channels, 20 vec4 loads feed 256 multiply-adds, where pos_conv.wgsl spends two
 // scalar loads on each. For CPU adapters (lavapipe), where loads cost a loop over the SIMD
-// lanes. Needs group_size % 4 == 0, the gelu.wgsl prelude and a weight storage prelude.
+// lanes. Needs group_size % 4 == 0, the gelu.wgsl, weight storage and pos_conv_common.wgsl
+// preludes.
 
-struct PosConvParams {
-    frames: u32,
-    channels: u32,
-    group_size: u32,
-    kernel: u32,
-    w_out_stride: u32,
-    pad: u32,
-    w_tap_stride: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: PosConvParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> lengths: array<u32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-@group(0) @binding(6) var<storage, read> tap_scale: array<f32>;
 
 // Where input frame `src` of the utterance starts (vec4 index of the group's first channel),
 // and whether it lies inside the utterance (outside, it is zero padding).

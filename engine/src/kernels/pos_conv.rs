@@ -3,7 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{gelu_f64, CommandStream, PerWeights};
-use crate::gpu::sources::{GELU, POS_CONV, POS_CONV_GEMM, POS_CONV_SUBGROUP, POS_CONV_TILED, WEIGHTS_F16, WEIGHTS_F32};
+use crate::gpu::sources::{GELU, POS_CONV, POS_CONV_COMMON, POS_CONV_GEMM, POS_CONV_SUBGROUP, POS_CONV_TILED, WEIGHTS_F16, WEIGHTS_F32};
 use crate::gpu::{Kernel, KernelFamily, ParamsLayout, WeightMatrix};
 
 #[repr(C)]
@@ -80,7 +80,7 @@ impl PosConvForm {
 }
 
 const PARAMS: ParamsLayout = crate::params_layout!(PosConvParams { frames, channels, group_size, kernel, w_out_stride, pad, w_tap_stride });
-const PRELUDES: [&[crate::gpu::sources::Source]; 2] = [&[GELU, WEIGHTS_F32], &[GELU, WEIGHTS_F16]];
+const PRELUDES: [&[crate::gpu::sources::Source]; 2] = [&[GELU, WEIGHTS_F32, POS_CONV_COMMON], &[GELU, WEIGHTS_F16, POS_CONV_COMMON]];
 
 /// [`PosConvForm::Direct`].
 pub static DIRECT: PerWeights = PerWeights::new(POS_CONV, PRELUDES, "pos_conv_residual", PARAMS);
@@ -89,7 +89,7 @@ pub static TILED: PerWeights = PerWeights::new(POS_CONV_TILED, PRELUDES, "pos_co
 /// [`PosConvForm::Subgroup`].
 pub static SUBGROUP: PerWeights = PerWeights::new(POS_CONV_SUBGROUP, PRELUDES, "pos_conv_subgroup", PARAMS).with_subgroup_size(8);
 /// [`PosConvForm::Gemm`]: composed after `pos_conv.wgsl`, whose parameters and bindings it uses.
-pub static GEMM: PerWeights = PerWeights::new(POS_CONV_GEMM, [&[GELU, WEIGHTS_F32, POS_CONV], &[GELU, WEIGHTS_F16, POS_CONV]], "pos_conv_gemm", PARAMS);
+pub static GEMM: PerWeights = PerWeights::new(POS_CONV_GEMM, [&[GELU, WEIGHTS_F32, POS_CONV_COMMON, POS_CONV], &[GELU, WEIGHTS_F16, POS_CONV_COMMON, POS_CONV]], "pos_conv_gemm", PARAMS);
 
 /// Every kernel of this module.
 pub fn kernels() -> impl Iterator<Item = &'static Kernel> {
