@@ -3,9 +3,10 @@
 // utterance still spreads over many workgroups (1 s, 49 frames: 7 per head instead of 1).
 // Lane l of a query's 8 holds vec4s l and l + 8 of its query and of its output accumulator.
 // A score is a partial dot product per lane, summed over the query's 8 lanes by butterfly
-// shuffles (xor 4, 2, 1). Those stay inside aligned groups of 8 lanes, so a subgroup of any
-// power-of-two size from 8 up holds whole queries, given that subgroups are runs of
-// consecutive local invocation indices, as drivers lay out one-dimensional workgroups.
+// shuffles (xor 4, 2, 1). A query's lanes are an aligned group of 8 subgroup invocation ids,
+// so its shuffles never leave it, however the driver lays subgroups over the workgroup; a
+// subgroup of any power-of-two size from 8 up holds whole queries, numbered by subgroup id.
+// That needs full subgroups, which drivers give a one-dimensional workgroup of 64.
 // Each butterfly step adds the same two numbers in every lane, and addition commutes, so all 8
 // lanes hold the same scores, hence the same running max and denominator.
 // Keys and values pass through workgroup memory 16 at a time, shared by the 8 queries; the
@@ -26,11 +27,16 @@ fn query_sum(x: vec4<f32>) -> vec4<f32> {
 }
 
 @compute @workgroup_size(64, 1, 1)
-fn attention_flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn attention_flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32,
+                            @builtin(subgroup_id) subgroup: u32,
+                            @builtin(subgroup_size) subgroup_size: u32,
+                            @builtin(subgroup_invocation_id) subgroup_lane: u32) {
     let h = wid.y;
     let b = wid.z;
-    let lane = lid % LANES_PER_QUERY;
-    let t = wid.x * QUERIES_PER_GROUP + lid / LANES_PER_QUERY;
+    let lane = subgroup_lane % LANES_PER_QUERY;
+    let query = subgroup * (subgroup_size / LANES_PER_QUERY) + subgroup_lane / LANES_PER_QUERY;
+    let t = wid.x * QUERIES_PER_GROUP + query;
     // Every invocation runs every tile, barrier and shuffle (uniform control flow); only
     // queries inside the utterance's frames write.
     let in_frames = t < p.frames;
