@@ -204,13 +204,8 @@ impl LatencyTable {
     /// Writes the table as JSON, through a temporary file so a reader never sees half of it.
     pub fn save(&self, path: &Path) -> Result<(), SearchError> {
         let err = |reason: String| SearchError::Table { path: path.display().to_string(), reason };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create its folder: {e}")))?;
-        }
         let text = serde_json::to_string_pretty(self).map_err(|e| err(e.to_string()))?;
-        let tmp = path.with_extension("json.partial");
-        std::fs::write(&tmp, text).map_err(|e| err(format!("cannot write: {e}")))?;
-        std::fs::rename(&tmp, path).map_err(|e| err(format!("cannot write: {e}")))
+        crate::cache::write_atomically(path, text.as_bytes()).map_err(|e| err(format!("cannot write: {e}")))
     }
 
     /// Reads a saved table; a damaged file is an error that names it.

@@ -9,7 +9,6 @@
 //! engine version, shader text and precision, so a card is measured once.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -207,18 +206,8 @@ fn read_cache(path: &Path) -> Option<CacheFile> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// Writes next to the file and renames over it, so a reader never sees half a file.
 fn write_cache(path: &Path, file: &CacheFile) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    // Named per process and moment: processes of one array job may tune at once.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let partial = path.with_extension(format!("partial.{}.{now}", std::process::id()));
-    std::fs::write(&partial, serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?)?;
-    std::fs::rename(&partial, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&partial);
-    })
+    crate::cache::write_atomically(path, &serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?)
 }
 
 #[cfg(test)]
