@@ -14,8 +14,11 @@
 #   gemm.md           the GEMM's achieved share of the card's fp32 peak
 #   gemm-tuning.json  the GEMM tile line the engine measured at load, with its timings
 #   run.log           this script's own log
-# Budget: under 8 minutes on an H100/H200. `--dry-run` runs the same steps on this machine's
-# adapter (lavapipe) and CPU PyTorch, shortened, so that only the GPU is new on the GPU machine.
+# Budget: under 8 minutes on an H100/H200. GPU_BUDGET_S (default 480) bounds it: a step that
+# would start with less time left than it needs is skipped and says so, so that the script
+# ends, and its results can be packed, before the machine's limit. `--dry-run` runs the same
+# steps on this machine's adapter (lavapipe) and CPU PyTorch, shortened, so that only the GPU
+# is new on the GPU machine.
 #
 #   bench/gpu/run.sh OUT              # on the GPU machine
 #   bench/gpu/run.sh --dry-run OUT    # here
@@ -31,7 +34,14 @@ bundle=bench/gpu/bundle
 bin="$bundle/bin"
 PYTHON="${PYTHON:-python3}"
 export LIGHTHUBERT_REPO="$PWD" S3PRL_SRC="$PWD/$bundle/s3prl" PYTHONUNBUFFERED=1
-step() { echo; echo "== $* ($(date -u +%H:%M:%S))"; }
+step() { echo; echo "== $* ($(date -u +%H:%M:%S), ${SECONDS} s in)"; }
+budget="${GPU_BUDGET_S:-480}"
+# time_for NAME SECONDS: whether NAME, which needs about SECONDS, still fits in the budget.
+time_for() {
+    (( SECONDS + $2 <= budget )) && return 0
+    echo "skipped: $1 (needs about $2 s, $(( budget - SECONDS )) s of GPU_BUDGET_S=$budget left)"
+    return 1
+}
 [ -x "$bin/lighthubert" ] || [ ! -f bench/gpu/bundle.tar.xz ] || tar -C bench/gpu -xJf bench/gpu/bundle.tar.xz
 [ -x "$bin/lighthubert" ] || { echo "no $bin: run bench/gpu/pack.sh on the development machine first"; exit 1; }
 
@@ -65,7 +75,7 @@ for t in end_to_end kernels; do
 done
 
 step "every kernel form on the shapes of a forward pass"
-"$bin/lighthubert-bench" forms --seconds "$seconds" --runs $runs --out-dir "$OUT" | tail -n 3
+time_for "the forms table" 60 && "$bin/lighthubert-bench" forms --seconds "$seconds" --runs $runs --out-dir "$OUT" | tail -n 3
 
 step "full-size checkpoints (random weights, the authors' class)"
 ckpts="$(mktemp -d)"
@@ -82,22 +92,13 @@ for c in "${cases[@]}"; do
         --with-pytorch --python "$PYTHON" --pytorch-device $device --pytorch-precision $precisions
 done
 
-step "f16 arithmetic: staged tiles (f16) and matrix units (f16-matrix, refused where absent)"
-for math in f16 f16-matrix; do
-    for c in "${cases[@]}"; do
-        space="${c%% *}"; subnets="${c#* }"
-        "$bin/lighthubert-bench" --checkpoint "$ckpts/$space.pt" --subnets "$subnets" --seconds "$seconds" \
-            --runs $runs --random 0 --no-dense --no-switch --out-dir "$OUT" --weights f16 --math $math \
-            || echo "lighthubert-bench --math $math: refused or failed (above)"
-    done
-done
-
 step "profiles"
 for c in "${cases[@]}"; do
     space="${c%% *}"
     for preset in default max; do
         for s in ${seconds//,/ }; do
             name="profile-$space-$preset-${s}s"
+            time_for "$name" 15 || continue
             "$bin/lighthubert" profile --checkpoint "$ckpts/$space.pt" --subnet $preset --seconds "$s" \
                 --trace "$OUT/$name.json" --force > "$OUT/$name.md" 2>&1 || echo "$name failed"
         done
@@ -105,12 +106,25 @@ for c in "${cases[@]}"; do
     # The longest input on matrix units, for the GEMM's time there (not in gemm.md: its peak
     # is fp32's).
     s="${seconds##*,}"; name="matrix-profile-$space-max-${s}s"
-    "$bin/lighthubert" profile --checkpoint "$ckpts/$space.pt" --subnet max --seconds "$s" --weights f16 --math f16-matrix \
-        --trace "$OUT/$name.json" --force > "$OUT/$name.md" 2>&1 || echo "$name refused or failed (see $name.md)"
+    if time_for "$name" 15; then
+        "$bin/lighthubert" profile --checkpoint "$ckpts/$space.pt" --subnet max --seconds "$s" --weights f16 --math f16-matrix \
+            --trace "$OUT/$name.json" --force > "$OUT/$name.md" 2>&1 || echo "$name refused or failed (see $name.md)"
+    fi
 done
 
 step "the GEMM against the card's fp32 peak"
 "$PYTHON" bench/gpu/gemm_peak.py "$OUT"/profile-*.json | tee "$OUT/gemm.md"
+
+step "f16 arithmetic: staged tiles (f16) and matrix units (f16-matrix, refused where absent)"
+for math in f16 f16-matrix; do
+    for c in "${cases[@]}"; do
+        space="${c%% *}"; subnets="${c#* }"
+        time_for "--math $math on $space" 45 || continue
+        "$bin/lighthubert-bench" --checkpoint "$ckpts/$space.pt" --subnets "$subnets" --seconds "$seconds" \
+            --runs $runs --random 0 --no-dense --no-switch --out-dir "$OUT" --weights f16 --math $math \
+            || echo "lighthubert-bench --math $math: refused or failed (above)"
+    done
+done
 
 tuning="${XDG_CACHE_HOME:-$HOME/.cache}/lighthubert/gemm-tuning.json"
 [ -f "$tuning" ] && cp "$tuning" "$OUT/gemm-tuning.json"
