@@ -8,6 +8,34 @@
 // constant lanes, hence the written-out sums. Composed after attention.wgsl (its bindings and
 // helpers); same online softmax and padding mask.
 
+// Query t's output row: its 16 accumulated vec4s over the softmax denominator (nothing past
+// the frames).
+fn store_query(t: u32, b: u32, head_off: u32, denom: f32,
+               o0: vec4<f32>, o1: vec4<f32>, o2: vec4<f32>, o3: vec4<f32>, o4: vec4<f32>, o5: vec4<f32>, o6: vec4<f32>, o7: vec4<f32>,
+               o8: vec4<f32>, o9: vec4<f32>, o10: vec4<f32>, o11: vec4<f32>, o12: vec4<f32>, o13: vec4<f32>, o14: vec4<f32>, o15: vec4<f32>) {
+    if (t >= p.frames) {
+        return;
+    }
+    let inv = select(0.0, 1.0 / denom, denom > 0.0);
+    let o_base = out_at(b * p.frames + t, head_off);
+    out[o_base + 0u] = o0 * inv;
+    out[o_base + 1u] = o1 * inv;
+    out[o_base + 2u] = o2 * inv;
+    out[o_base + 3u] = o3 * inv;
+    out[o_base + 4u] = o4 * inv;
+    out[o_base + 5u] = o5 * inv;
+    out[o_base + 6u] = o6 * inv;
+    out[o_base + 7u] = o7 * inv;
+    out[o_base + 8u] = o8 * inv;
+    out[o_base + 9u] = o9 * inv;
+    out[o_base + 10u] = o10 * inv;
+    out[o_base + 11u] = o11 * inv;
+    out[o_base + 12u] = o12 * inv;
+    out[o_base + 13u] = o13 * inv;
+    out[o_base + 14u] = o14 * inv;
+    out[o_base + 15u] = o15 * inv;
+}
+
 @compute @workgroup_size(8, 1, 1)
 fn attention_subgroup16(@builtin(workgroup_id) wg: vec3<u32>,
                         @builtin(subgroup_invocation_id) lane: u32) {
@@ -175,44 +203,6 @@ fn attention_subgroup16(@builtin(workgroup_id) wg: vec3<u32>,
         max_a = new_a;
         max_b = new_b;
     }
-    if (ta < p.frames) {
-        let inv = select(0.0, 1.0 / denom_a, denom_a > 0.0);
-        let o_base = out_at(b * p.frames + ta, head_off);
-        out[o_base + 0u] = a0 * inv;
-        out[o_base + 1u] = a1 * inv;
-        out[o_base + 2u] = a2 * inv;
-        out[o_base + 3u] = a3 * inv;
-        out[o_base + 4u] = a4 * inv;
-        out[o_base + 5u] = a5 * inv;
-        out[o_base + 6u] = a6 * inv;
-        out[o_base + 7u] = a7 * inv;
-        out[o_base + 8u] = a8 * inv;
-        out[o_base + 9u] = a9 * inv;
-        out[o_base + 10u] = a10 * inv;
-        out[o_base + 11u] = a11 * inv;
-        out[o_base + 12u] = a12 * inv;
-        out[o_base + 13u] = a13 * inv;
-        out[o_base + 14u] = a14 * inv;
-        out[o_base + 15u] = a15 * inv;
-    }
-    if (tb < p.frames) {
-        let inv = select(0.0, 1.0 / denom_b, denom_b > 0.0);
-        let o_base = out_at(b * p.frames + tb, head_off);
-        out[o_base + 0u] = c0 * inv;
-        out[o_base + 1u] = c1 * inv;
-        out[o_base + 2u] = c2 * inv;
-        out[o_base + 3u] = c3 * inv;
-        out[o_base + 4u] = c4 * inv;
-        out[o_base + 5u] = c5 * inv;
-        out[o_base + 6u] = c6 * inv;
-        out[o_base + 7u] = c7 * inv;
-        out[o_base + 8u] = c8 * inv;
-        out[o_base + 9u] = c9 * inv;
-        out[o_base + 10u] = c10 * inv;
-        out[o_base + 11u] = c11 * inv;
-        out[o_base + 12u] = c12 * inv;
-        out[o_base + 13u] = c13 * inv;
-        out[o_base + 14u] = c14 * inv;
-        out[o_base + 15u] = c15 * inv;
-    }
+    store_query(ta, b, head_off, denom_a, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+    store_query(tb, b, head_off, denom_b, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15);
 }
